@@ -1,0 +1,68 @@
+"""Configuration: environment variables (``OPENCALLER_*``) over an optional TOML file.
+
+Every setting has an embedded default, so ``opencaller serve`` runs on a fresh machine with
+SQLite and the call simulator. See docs/configuration.md for the full list.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SimulatorSettings(BaseModel):
+    """The built-in call simulator: a stand-in for the public phone network."""
+
+    delay_s: float = 1.0  # time from dialling to the outcome for ordinary numbers
+    # Outcome for numbers that are not test numbers: "delivered" or any Outcome value.
+    default_outcome: str = "delivered"
+    # Per-number outcomes for demos, e.g. {"79161234567": "busy"}.
+    outcomes: dict[str, str] = Field(default_factory=dict)
+    # Append one JSON line per call started here (who was called, from which number).
+    log_path: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OPENCALLER_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    database_url: str = "sqlite:///./var/opencaller.db"
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None  # how customers reach us; used in printed examples
+    provider: Literal["simulator", "sip"] = "simulator"
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    sip: dict[str, Any] = Field(default_factory=dict)  # parsed by telephony.sip.config
+    # Numbers that are never billed and skip the per-number limits.
+    test_numbers: list[str] = Field(default_factory=lambda: ["79000000001", "79000000002"])
+    test_ranges: list[str] = Field(default_factory=list)  # prefixes, e.g. ["7900000"]
+    # Dispatch
+    dispatch_concurrency: int = 200
+    lease_s: float = 30.0
+    poll_interval_s: float = 0.5
+    # Demo account created on a new database by `serve`
+    demo: bool = True
+    demo_email: str = "demo@opencaller.local"
+    demo_balance: float = 1000.0
+    secret: str = ""  # signs dashboard sessions and webhooks; generated and stored if empty
+    log_json: bool = False
+    log_level: str = "INFO"
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """File values first, then environment variables, then explicit overrides."""
+    path = config_file or os.environ.get("OPENCALLER_CONFIG")
+    file_values: dict[str, Any] = {}
+    if path:
+        with Path(path).open("rb") as f:
+            file_values = tomllib.load(f)
+    env = Settings()
+    env_set = {k: getattr(env, k) for k in env.model_fields_set}
+    return Settings.model_validate({**file_values, **env_set, **overrides})
