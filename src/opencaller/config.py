@@ -25,6 +25,8 @@ class SimulatorSettings(BaseModel):
     outcomes: dict[str, str] = Field(default_factory=dict)
     # Append one JSON line per call started here (who was called, from which number).
     log_path: str | None = None
+    # Confirmation number handed out by inboundCallWaiting when no SIP trunk is configured.
+    inbound_number: str | None = "79990000000"
 
 
 class Settings(BaseSettings):
@@ -36,6 +38,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
+    trusted_proxies: list[str] = Field(default_factory=list)  # honour X-Forwarded-For from these
     public_url: str | None = None  # how customers reach us; used in printed examples
     provider: Literal["simulator", "sip"] = "simulator"
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
@@ -43,10 +46,13 @@ class Settings(BaseSettings):
     # Numbers that are never billed and skip the per-number limits.
     test_numbers: list[str] = Field(default_factory=lambda: ["79000000001", "79000000002"])
     test_ranges: list[str] = Field(default_factory=list)  # prefixes, e.g. ["7900000"]
+    voice_countries: list[str] = Field(default_factory=lambda: ["RU", "KZ"])
+    require_verified_phone: bool = False  # error 1005 for accounts without a verified phone
     # Dispatch
     dispatch_concurrency: int = 200
     lease_s: float = 30.0
     poll_interval_s: float = 0.5
+    auth_cache_s: float = 1.0  # how long a service's key and settings are cached per node
     # Demo account created on a new database by `serve`
     demo: bool = True
     demo_email: str = "demo@opencaller.local"

@@ -62,3 +62,10 @@ def migrate(url: str) -> None:
 
 async def migrate_async(url: str) -> None:
     await asyncio.to_thread(migrate, url)
+
+
+def make_url_dir(url: str) -> None:
+    """Create the folder of a SQLite file so the default ./var/opencaller.db just works."""
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)

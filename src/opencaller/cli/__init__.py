@@ -1,0 +1,1 @@
+"""The command line: `opencaller serve`, `worker`, and admin commands."""

@@ -1,0 +1,248 @@
+"""`opencaller` — run the service and administer accounts, services and balances."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy import select
+
+from ..config import Settings, load_settings
+from ..domain import accounts as acc
+from ..domain import billing
+from ..domain.bootstrap import ensure_demo, ensure_tariff
+from ..domain.clock import Clock
+from ..domain.money import to_rub, to_units
+from ..domain.passwords import hash_password
+from ..storage.database import Database
+from ..storage.db import is_sqlite, make_url_dir, migrate
+from ..storage.tables import services
+
+app = typer.Typer(
+    help="opencaller: phone-number verification speaking the uCaller API v1.0.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+account_app = typer.Typer(help="Accounts and balances.", no_args_is_help=True)
+service_app = typer.Typer(help="Services and their secret keys.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+app.add_typer(service_app, name="service")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")]
+T = TypeVar("T")
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    if config is not None:
+        os.environ["OPENCALLER_CONFIG"] = str(config)
+    return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _prepare(settings: Settings) -> None:
+    if is_sqlite(settings.database_url):
+        make_url_dir(settings.database_url)
+    migrate(settings.database_url)
+
+
+def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def main() -> T:
+        db = Database(settings.database_url)
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int, typer.Option(help="API processes (needs PostgreSQL).")] = 1,
+    no_dispatch: Annotated[
+        bool, typer.Option("--no-dispatch", help="API only; calls are placed by `worker`.")
+    ] = False,
+) -> None:
+    """Run the API (and, unless --no-dispatch, the call dispatcher) in this process."""
+    import uvicorn
+
+    settings = _settings(config, host=host, port=port)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    _prepare(settings)
+    now = Clock().now()
+    if settings.demo:
+        demo = _run(
+            settings,
+            lambda db: ensure_demo(
+                db, email=settings.demo_email, balance_rub=settings.demo_balance, now=now
+            ),
+        )
+        base = settings.public_url or f"http://{settings.host}:{settings.port}"
+        typer.echo(f"opencaller listening on {base}")
+        typer.echo(
+            f"  demo account: {demo.email}"
+            + (f"  password: {demo.password}" if demo.password else "")
+        )
+        typer.echo(f"  service_id:   {demo.service_id}")
+        typer.echo(f"  key:          {demo.key}")
+        typer.echo("  try it:")
+        typer.echo(
+            f"  curl '{base}/v1.0/initCall?service_id={demo.service_id}&key={demo.key}"
+            "&phone=79000000001'"
+        )
+    else:
+        _run(settings, lambda db: ensure_tariff(db, now))
+    if no_dispatch:
+        os.environ["OPENCALLER_NO_DISPATCH"] = "1"
+    uvicorn.run(
+        "opencaller.server:build_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command("migrate")
+def migrate_cmd(config: ConfigOpt = None) -> None:
+    """Create or upgrade the database schema."""
+    settings = _settings(config)
+    _prepare(settings)
+    typer.echo("database is up to date")
+
+
+@account_app.command("create")
+def account_create(
+    email: str,
+    password: Annotated[str | None, typer.Option(help="Dashboard password.")] = None,
+    balance: Annotated[float, typer.Option(help="Starting balance, roubles.")] = 0.0,
+    admin: Annotated[bool, typer.Option("--admin", help="Operator (admin) account.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an account on the default tariff."""
+    settings = _settings(config)
+    _prepare(settings)
+    now = Clock().now()
+
+    async def work(db: Database) -> int:
+        tariff_id = await ensure_tariff(db, now)
+        async with db.write() as conn:
+            if await acc.get_account_by_email(conn, email):
+                raise typer.BadParameter(f"an account {email} exists already")
+            aid = await acc.create_account(
+                conn,
+                email=email,
+                now=now,
+                tariff_id=tariff_id,
+                is_admin=admin,
+                password_hash=hash_password(password) if password else "",
+            )
+            if balance:
+                await billing.credit(
+                    conn,
+                    aid,
+                    to_units(balance),
+                    kind="topup",
+                    now=now,
+                    actor="cli",
+                    reason="starting balance",
+                )
+            return aid
+
+    aid = _run(settings, work)
+    typer.echo(f"account {aid} {email} created")
+
+
+@account_app.command("topup")
+def account_topup(
+    email: str,
+    amount: float,
+    reason: Annotated[str, typer.Option(help="Why (kept in the ledger).")] = "top-up",
+    config: ConfigOpt = None,
+) -> None:
+    """Add money to an account (a negative amount corrects it downwards)."""
+    settings = _settings(config)
+    now = Clock().now()
+
+    async def work(db: Database) -> int:
+        async with db.write() as conn:
+            account = await acc.get_account_by_email(conn, email)
+            if account is None:
+                raise typer.BadParameter(f"no account {email}")
+            return await billing.credit(
+                conn,
+                account.id,
+                to_units(amount),
+                kind="topup" if amount >= 0 else "correction",
+                now=now,
+                actor="cli",
+                reason=reason,
+            )
+
+    after = _run(settings, work)
+    typer.echo(f"balance of {email}: {to_rub(after)}")
+
+
+@service_app.command("create")
+def service_create(
+    email: str,
+    name: str,
+    direction: Annotated[str, typer.Option(help="Where the service is used.")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Create a service for an account; prints its id and secret key."""
+    settings = _settings(config)
+    _prepare(settings)
+    now = Clock().now()
+
+    async def work(db: Database) -> tuple[int, str]:
+        async with db.write() as conn:
+            account = await acc.get_account_by_email(conn, email)
+            if account is None:
+                raise typer.BadParameter(f"no account {email}")
+            return await acc.create_service(
+                conn, account_id=account.id, name=name, use_direction=direction, now=now
+            )
+
+    sid, key = _run(settings, work)
+    typer.echo(f"service_id: {sid}\nkey:        {key}")
+
+
+@service_app.command("key")
+def service_key(
+    service_id: int,
+    regenerate: Annotated[bool, typer.Option("--regenerate", help="Issue a new key.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Show (or regenerate) a service's secret key."""
+    settings = _settings(config)
+
+    async def work(db: Database) -> str | None:
+        async with db.write() as conn:
+            found = (
+                await conn.execute(select(services.c.secret_key).where(services.c.id == service_id))
+            ).scalar()
+            if found is None:
+                return None
+            return await acc.regenerate_key(conn, service_id) if regenerate else str(found)
+
+    key = _run(settings, work)
+    if key is None:
+        typer.echo(f"no service {service_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(key)
+
+
+if __name__ == "__main__":
+    app()

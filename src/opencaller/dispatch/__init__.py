@@ -1,0 +1,1 @@
+"""Dispatch: the durable call queue and the workers that drain it."""

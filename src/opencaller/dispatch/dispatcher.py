@@ -1,0 +1,305 @@
+"""The dispatcher: takes committed authorizations from the database and places their calls.
+
+The authorizations table is the queue. A dispatcher claims rows by moving them from
+``queued`` to ``dialing`` with its name and a lease, commits, and only then asks the provider
+to call. While calls run it keeps extending the leases. If the process dies, its ``dialing``
+rows outlive their lease and any dispatcher finalises them as ``interrupted`` (call_status 0)
+instead of calling again: a ucaller_id never yields two calls. Rows still ``queued`` are
+untouched by a crash and are called by whichever dispatcher runs next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain import billing
+from ..domain.authorizations import INBOUND_TTL_S
+from ..domain.clock import Clock
+from ..storage.database import Database
+from ..storage.tables import authorizations
+from ..telephony.base import CallKind, CallReport, CallRequest, Outcome, Provider
+
+log = logging.getLogger("opencaller.dispatch")
+a = authorizations.c
+
+FinalHook = Callable[[int, CallReport], Awaitable[None]]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        provider: Provider,
+        simulator: Provider,
+        clock: Clock,
+        *,
+        lease_s: float = 30.0,
+        concurrency: int = 200,
+        poll_interval_s: float = 0.5,
+        name: str | None = None,
+        on_final: FinalHook | None = None,
+    ) -> None:
+        self.db = db
+        self.provider = provider
+        self.simulator = simulator
+        self.clock = clock
+        self.lease_s = lease_s
+        self.concurrency = concurrency
+        self.poll_interval_s = poll_interval_s
+        self.name = name or worker_name()
+        self.on_final = on_final
+        self._wake = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="dispatch-claim"),
+            asyncio.create_task(self._lease_loop(), name="dispatch-lease"),
+        ]
+
+    async def stop(self, *, drain_s: float = 5.0) -> None:
+        """Stop claiming; let calls in progress finish for up to ``drain_s`` seconds."""
+        self._stopping = True
+        self._wake.set()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._inflight:
+            await asyncio.wait(list(self._inflight.values()), timeout=drain_s)
+        for t in list(self._inflight.values()):
+            t.cancel()
+        # Calls cut short here keep their lease; another dispatcher finalises them later.
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.recover()
+                claimed = await self.claim()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatch loop failed; retrying")
+                claimed = 0
+            if claimed and self.inflight < self.concurrency:
+                continue  # there may be more waiting
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+
+    async def claim(self) -> int:
+        free = self.concurrency - self.inflight
+        if free <= 0:
+            return 0
+        now = self.clock.now()
+        pick = (
+            select(a.id)
+            .where(a.dispatch_state == "queued")
+            .order_by(a.id)
+            .limit(free)
+            .with_for_update(skip_locked=True)
+        )
+        async with self.db.write() as conn:
+            rows = (
+                await conn.execute(
+                    update(authorizations)
+                    .where(a.id.in_(pick.scalar_subquery()), a.dispatch_state == "queued")
+                    .values(
+                        dispatch_state="dialing",
+                        lease_owner=self.name,
+                        lease_until=now + self.lease_s,
+                        dialed_at=now,
+                    )
+                    .returning(a.id, a.phone, a.code, a.kind, a.is_test, a.created_at)
+                )
+            ).all()
+        for r in rows:
+            request = CallRequest(int(r.id), r.phone, r.code, CallKind(r.kind))
+            provider = self.simulator if r.is_test else self.provider
+            task = asyncio.create_task(self._call(request, provider), name=f"call-{r.id}")
+            self._inflight[request.ucaller_id] = task
+        return len(rows)
+
+    async def _call(self, request: CallRequest, provider: Provider) -> None:
+        try:
+            try:
+                report = await provider.place_call(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("provider failed", extra={"ucaller_id": request.ucaller_id})
+                report = CallReport(outcome=Outcome.NETWORK_ERROR, reason=f"provider error: {exc}")
+            await self._finish(request.ucaller_id, report, owner=self.name)
+            if self.on_final is not None:
+                await self.on_final(request.ucaller_id, report)
+        finally:
+            self._inflight.pop(request.ucaller_id, None)
+            self._wake.set()
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    async def _finish(self, auth_id: int, report: CallReport, *, owner: str | None) -> bool:
+        """Record the outcome; refund a call that did not reach the subscriber."""
+        now = self.clock.now()
+        status = 1 if report.outcome.reached else 0
+        cond = [a.id == auth_id, a.dispatch_state == "dialing"]
+        if owner is not None:
+            cond.append(a.lease_owner == owner)
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    update(authorizations)
+                    .where(*cond)
+                    .values(
+                        dispatch_state="done",
+                        call_status=status,
+                        outcome=report.outcome.value,
+                        caller_id=report.caller_id,
+                        sip_code=report.sip_code,
+                        sip_reason=report.reason[:128] or None,
+                        q850_cause=report.q850_cause,
+                        finished_at=now,
+                        lease_until=None,
+                    )
+                    .returning(a.account_id, a.cost, a.refunded, a.kind)
+                )
+            ).first()
+            if row is None:
+                return False  # someone else finalised it (lease lost)
+            if status == 0 and row.cost > 0 and not row.refunded:
+                await refund(conn, auth_id, row.account_id, row.cost, row.kind, now)
+        log.info(
+            "call finished",
+            extra={
+                "ucaller_id": auth_id,
+                "outcome": report.outcome.value,
+                "sip_code": report.sip_code,
+            },
+        )
+        return True
+
+    async def recover(self) -> int:
+        """Finalise calls whose dispatcher died, and inbound waits that expired."""
+        now = self.clock.now()
+        async with self.db.read() as conn:
+            stale = (
+                (
+                    await conn.execute(
+                        select(a.id).where(a.dispatch_state == "dialing", a.lease_until < now)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            expired = (
+                (
+                    await conn.execute(
+                        select(a.id).where(
+                            a.dispatch_state == "waiting", a.created_at < now - INBOUND_TTL_S
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        done = 0
+        for auth_id in stale:
+            report = CallReport(
+                outcome=Outcome.INTERRUPTED,
+                reason="the dispatcher stopped during the call; not retried",
+            )
+            done += await self._finish_stale(int(auth_id), report, now)
+        for auth_id in expired:
+            report = CallReport(outcome=Outcome.NO_ANSWER, reason="no inbound call in time")
+            done += await self._finish_stale(int(auth_id), report, now, state="waiting")
+        return done
+
+    async def _finish_stale(
+        self, auth_id: int, report: CallReport, now: float, state: str = "dialing"
+    ) -> int:
+        async with self.db.write() as conn:
+            cond = [a.id == auth_id, a.dispatch_state == state]
+            if state == "dialing":
+                cond.append(a.lease_until < now)
+            row = (
+                await conn.execute(
+                    update(authorizations)
+                    .where(*cond)
+                    .values(
+                        dispatch_state="done",
+                        call_status=0,
+                        outcome=report.outcome.value,
+                        sip_reason=report.reason,
+                        finished_at=now,
+                        lease_until=None,
+                    )
+                    .returning(a.account_id, a.cost, a.refunded, a.kind)
+                )
+            ).first()
+            if row is None:
+                return 0
+            if row.cost > 0 and not row.refunded:
+                await refund(conn, auth_id, row.account_id, row.cost, row.kind, now)
+        log.warning(
+            "call finalised by recovery",
+            extra={"ucaller_id": auth_id, "outcome": report.outcome.value},
+        )
+        return 1
+
+    async def _lease_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.lease_s / 3)
+            ids = list(self._inflight)
+            if not ids:
+                continue
+            try:
+                async with self.db.write() as conn:
+                    await conn.execute(
+                        update(authorizations)
+                        .where(
+                            a.id.in_(ids), a.lease_owner == self.name, a.dispatch_state == "dialing"
+                        )
+                        .values(lease_until=self.clock.now() + self.lease_s)
+                    )
+            except Exception:
+                log.exception("lease renewal failed")
+
+
+async def refund(
+    conn: AsyncConnection, auth_id: int, account_id: int, cost: int, kind: str, now: float
+) -> None:
+    """Give back what a call that did not reach the subscriber cost (docs/compatibility.md)."""
+    await conn.execute(update(authorizations).where(a.id == auth_id).values(refunded=True))
+    await billing.credit(
+        conn,
+        account_id,
+        cost,
+        kind="refund",
+        now=now,
+        authorization_id=auth_id,
+        channel=kind,
+        reason=f"not reached #{auth_id}",
+    )

@@ -1,0 +1,1 @@
+"""Domain rules: authorizations, limits, idempotency, repeats, billing. No HTTP here."""

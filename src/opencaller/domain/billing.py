@@ -1,0 +1,186 @@
+"""Tariffs, charges and refunds. Every balance change is one UPDATE plus one ledger row.
+
+The charge is ``UPDATE accounts SET balance = balance - :p WHERE id = :a AND balance >= :p``:
+the row lock of that UPDATE makes racing charges queue, and the condition makes the balance
+never go below zero, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..storage.tables import accounts, ledger, tariff_prices, tariffs
+from .money import to_units
+
+DEFAULT_TARIFF = ("uni", "Единый")
+# Default prices in roubles per channel, used when a new database is set up.
+DEFAULT_PRICES = {
+    "flash": "0.30",
+    "mix": "0.30",
+    "voice": "2.00",
+    "lookup": "0.04",
+    "inbound": "0.30",
+}
+CHANNELS = tuple(DEFAULT_PRICES)
+
+
+async def ensure_default_tariff(conn: AsyncConnection, now: float) -> int:
+    code, name = DEFAULT_TARIFF
+    existing = (await conn.execute(select(tariffs.c.id).where(tariffs.c.code == code))).scalar()
+    if existing is not None:
+        return int(existing)
+    tid = (
+        await conn.execute(
+            insert(tariffs).values(code=code, name=name, created_at=now).returning(tariffs.c.id)
+        )
+    ).scalar_one()
+    for channel, price in DEFAULT_PRICES.items():
+        await conn.execute(
+            insert(tariff_prices).values(
+                tariff_id=tid, channel=channel, country_iso="*", price=to_units(price)
+            )
+        )
+    return int(tid)
+
+
+async def price_of(
+    conn: AsyncConnection, tariff_id: int | None, channel: str, country_iso: str
+) -> int:
+    """The price for the country if the tariff has one, else the tariff's default, else 0."""
+    if tariff_id is None:
+        return 0
+    rows = (
+        await conn.execute(
+            select(tariff_prices.c.country_iso, tariff_prices.c.price).where(
+                tariff_prices.c.tariff_id == tariff_id,
+                tariff_prices.c.channel == channel,
+                tariff_prices.c.country_iso.in_([country_iso or "*", "*"]),
+            )
+        )
+    ).all()
+    by_country = {r.country_iso: r.price for r in rows}
+    return int(by_country.get(country_iso, by_country.get("*", 0)))
+
+
+async def set_price(
+    conn: AsyncConnection, tariff_id: int, channel: str, country_iso: str, price: int
+) -> None:
+    updated = await conn.execute(
+        update(tariff_prices)
+        .where(
+            tariff_prices.c.tariff_id == tariff_id,
+            tariff_prices.c.channel == channel,
+            tariff_prices.c.country_iso == country_iso,
+        )
+        .values(price=price)
+    )
+    if updated.rowcount == 0:
+        await conn.execute(
+            insert(tariff_prices).values(
+                tariff_id=tariff_id, channel=channel, country_iso=country_iso, price=price
+            )
+        )
+
+
+async def take(conn: AsyncConnection, account_id: int, amount: int, *, now: float) -> int | None:
+    """Take ``amount`` from the balance: the new balance, or None if it does not cover it.
+    The caller records the ledger row (``record_charge``) in the same transaction."""
+    result = await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id, accounts.c.balance >= amount)
+        .values(balance=accounts.c.balance - amount, updated_at=now)
+        .returning(accounts.c.balance)
+    )
+    after = result.scalar()
+    return None if after is None else int(after)
+
+
+async def record_charge(
+    conn: AsyncConnection,
+    account_id: int,
+    amount: int,
+    balance_after: int,
+    *,
+    now: float,
+    authorization_id: int | None,
+    channel: str,
+) -> None:
+    await conn.execute(
+        insert(ledger).values(
+            account_id=account_id,
+            kind="charge",
+            amount=-amount,
+            balance_after=balance_after,
+            authorization_id=authorization_id,
+            channel=channel,
+            actor="system",
+            reason=f"{channel} #{authorization_id}" if authorization_id else channel,
+            created_at=now,
+        )
+    )
+
+
+async def charge(
+    conn: AsyncConnection,
+    account_id: int,
+    amount: int,
+    *,
+    now: float,
+    channel: str,
+    authorization_id: int | None = None,
+) -> int | None:
+    """``take`` and ``record_charge`` in one call; None if the balance does not cover it."""
+    after = await take(conn, account_id, amount, now=now)
+    if after is not None:
+        await record_charge(
+            conn,
+            account_id,
+            amount,
+            after,
+            now=now,
+            authorization_id=authorization_id,
+            channel=channel,
+        )
+    return after
+
+
+async def balance_of(conn: AsyncConnection, account_id: int) -> int:
+    q = select(accounts.c.balance).where(accounts.c.id == account_id)
+    return int((await conn.execute(q)).scalar_one())
+
+
+async def credit(
+    conn: AsyncConnection,
+    account_id: int,
+    amount: int,
+    *,
+    kind: str,
+    now: float,
+    actor: str = "system",
+    reason: str = "",
+    authorization_id: int | None = None,
+    channel: str | None = None,
+) -> int:
+    """Add (or, for a negative correction, subtract) money; returns the new balance."""
+    result = await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(balance=accounts.c.balance + amount, updated_at=now)
+        .returning(accounts.c.balance)
+    )
+    after = int(result.scalar_one())
+    await conn.execute(
+        insert(ledger).values(
+            account_id=account_id,
+            kind=kind,
+            amount=amount,
+            balance_after=after,
+            authorization_id=authorization_id,
+            channel=channel,
+            actor=actor,
+            reason=reason,
+            created_at=now,
+        )
+    )
+    return after

@@ -1,0 +1,68 @@
+"""Limits counted from the authorizations themselves (exact, sliding windows).
+
+Per number (every service of the installation counts): 4 calls in any 60 s, 30 in any 24 h
+(error 18), and 15 s between two authorizations (error 19). Per service: the hourly limit of
+its settings (error 50). The caller holds the matching lock (Database.lock) so the count and
+the insert that follows are one step.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..storage.tables import authorizations
+from ..wire.errors import Code, UcallerError
+
+PER_MINUTE = 4
+PER_DAY = 30
+MIN_GAP_S = 15.0
+MINUTE = 60.0
+DAY = 86_400.0
+HOUR = 3_600.0
+
+a = authorizations.c
+
+
+def _wait(until: float, now: float) -> int:
+    return max(1, math.ceil(until - now))
+
+
+async def check_number(conn: AsyncConnection, phone: str, now: float) -> None:
+    since_minute = now - MINUTE
+    row = (
+        await conn.execute(
+            select(
+                func.count(),
+                func.sum(case((a.created_at > since_minute, 1), else_=0)),
+                func.min(a.created_at),
+                func.min(case((a.created_at > since_minute, a.created_at), else_=None)),
+                func.max(a.created_at),
+            ).where(a.phone == phone, a.direction == "out", a.created_at > now - DAY)
+        )
+    ).one()
+    day_count, minute_count, oldest_day, oldest_minute, newest = row
+    minute_count = int(minute_count or 0)
+    if day_count >= PER_DAY:
+        raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(oldest_day + DAY, now))
+    if minute_count >= PER_MINUTE:
+        raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(oldest_minute + MINUTE, now))
+    if newest is not None and now - newest < MIN_GAP_S:
+        raise UcallerError(Code.NUMBER_WAIT, retry_after=_wait(newest + MIN_GAP_S, now))
+
+
+async def check_service_hourly(
+    conn: AsyncConnection, service_id: int, limit: int, now: float
+) -> None:
+    row = (
+        await conn.execute(
+            select(func.count(), func.min(a.created_at)).where(
+                a.service_id == service_id, a.created_at > now - HOUR
+            )
+        )
+    ).one()
+    count, oldest = row
+    if count >= limit:
+        raise UcallerError(Code.HOURLY_LIMIT, retry_after=_wait(oldest + HOUR, now))

@@ -1,0 +1,18 @@
+"""Per-service settings, stored as JSON on the service row."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ServiceSettings(BaseModel):
+    # ISO 3166-1 alpha-2 codes the service may call; empty means every country.
+    allowed_countries: list[str] = Field(default_factory=list)
+    # Authorizations per sliding hour; None or 0 means no limit of the service's own.
+    hourly_limit: int | None = None
+    # Addresses or CIDR networks allowed to call the API; empty means any.
+    ip_allowlist: list[str] = Field(default_factory=list)
+    # Whether voice codes may be sent at all (the installation decides the countries).
+    voice_enabled: bool = True
+    # API requests per second for the service (error 429 beyond it).
+    rps_limit: int = 50

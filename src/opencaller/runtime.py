@@ -1,0 +1,86 @@
+"""Assembles a running opencaller from Settings: database, provider, rules, dispatcher."""
+
+from __future__ import annotations
+
+import logging
+
+from .config import Settings
+from .dispatch.dispatcher import Dispatcher
+from .domain.authorizations import Authorizations, Policy
+from .domain.clock import Clock
+from .domain.throttle import Counters, MemoryCounters
+from .storage.database import Database
+from .telephony.base import Provider
+from .telephony.simulator import Simulator
+from .wire.auth import Authenticator
+
+log = logging.getLogger("opencaller")
+
+
+def build_provider(settings: Settings, simulator: Simulator) -> Provider:
+    if settings.provider == "sip":
+        from .telephony.sip.provider import from_settings
+
+        return from_settings(settings.sip)
+    return simulator
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        dispatch: bool = True,
+        provider: Provider | None = None,
+        counters: Counters | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.db = Database(settings.database_url)
+        self.counters: Counters = counters or MemoryCounters()
+        self.simulator = Simulator(settings.simulator)
+        self.provider: Provider = provider or build_provider(settings, self.simulator)
+        self.auth = Authenticator(self.db, self.counters, cache_s=settings.auth_cache_s)
+        self.dispatcher: Dispatcher | None = None
+        if dispatch:
+            self.dispatcher = Dispatcher(
+                self.db,
+                self.provider,
+                self.simulator,
+                self.clock,
+                lease_s=settings.lease_s,
+                concurrency=settings.dispatch_concurrency,
+                poll_interval_s=settings.poll_interval_s,
+            )
+        self.policy = Policy(
+            test_numbers=frozenset(settings.test_numbers),
+            test_ranges=tuple(settings.test_ranges),
+            voice_countries=frozenset(settings.voice_countries),
+            require_verified_phone=settings.require_verified_phone,
+        )
+        self.authorizations = Authorizations(
+            self.db,
+            self.clock,
+            self.policy,
+            check_call=self.provider.check,
+            notify=self._notify,
+            confirmation_number=self.provider.confirmation_number,
+        )
+
+    def _notify(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    async def start(self) -> None:
+        await self.provider.start()
+        if self.provider is not self.simulator:
+            await self.simulator.start()
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        await self.provider.close()
+        await self.db.close()

@@ -1,0 +1,18 @@
+"""ASGI entry points: ``opencaller.server:build_app`` is what uvicorn imports for each worker."""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+
+from .config import load_settings
+from .runtime import Runtime
+from .wire.app import create_app
+
+
+def build_app() -> Starlette:
+    """Factory for uvicorn (``--factory``); settings come from the environment/config file."""
+    settings = load_settings()
+    dispatch = os.environ.get("OPENCALLER_NO_DISPATCH", "") not in ("1", "true")
+    return create_app(Runtime(settings, dispatch=dispatch))

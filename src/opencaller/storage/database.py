@@ -1,0 +1,72 @@
+"""The Database handle: transactions that serialise writers correctly on each engine.
+
+- PostgreSQL: ordinary READ COMMITTED transactions; rules that count rows take transaction-scoped
+  advisory locks (``lock``) so that racing requests on any node queue up per phone/service.
+- SQLite: writers open ``BEGIN IMMEDIATE``, taking the database write lock at the start, so a
+  read-check-write sequence cannot interleave with another writer, in this or another process.
+  Readers use a separate engine with ordinary deferred transactions.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .db import create_engine, is_sqlite
+
+
+def _immediate(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _no_implicit_begin(dbapi_conn: Any, _rec: Any) -> None:
+        dbapi_conn.isolation_level = None  # let us issue BEGIN ourselves
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        self.reader: AsyncEngine = create_engine(url, pool_size=pool_size)
+        if self.sqlite:
+            self.writer = create_engine(url)
+            _immediate(self.writer)
+        else:
+            self.writer = self.reader
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.reader.connect() as conn:
+            yield conn
+
+    async def lock(self, conn: AsyncConnection, kind: str, key: str | int) -> None:
+        """Serialise transactions that touch the same (kind, key) until commit or rollback."""
+        if self.sqlite:
+            return  # BEGIN IMMEDIATE already holds the only write lock
+        k = zlib.crc32(f"{kind}:{key}".encode())
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": k})
+
+    async def ping(self) -> bool:
+        try:
+            async with self.reader.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self.reader.dispose()
+        if self.writer is not self.reader:
+            await self.writer.dispose()

@@ -1,0 +1,199 @@
+"""The uCaller v1.0 methods: read arguments, call the domain, shape the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import phonenumbers
+from phonenumbers import carrier, geocoder
+from sqlalchemy import select
+
+from ..domain import billing
+from ..domain.accounts import get_account
+from ..domain.countries import country_of
+from ..domain.money import to_rub
+from ..domain.phones import digits, parse_code
+from ..runtime import Runtime
+from ..storage.tables import account_logs, tariffs
+from ..telephony.base import CallKind
+from . import views
+from .auth import Caller
+from .errors import Code, UcallerError
+from .params import Args
+
+Handler = Callable[[Runtime, Caller, Args], Awaitable[dict[str, Any]]]
+
+
+def _phone(args: Args, *, required: bool = True) -> str:
+    raw = args.get("phone")
+    if raw is None or raw == "":
+        raise UcallerError(Code.BAD_PARAMETER, "Parameter 'phone' is required")
+    phone = digits(raw)
+    if not phone:
+        raise UcallerError(Code.BAD_PHONE)
+    return phone
+
+
+def _uid(args: Args) -> int:
+    uid = args.integer("uid", "ucaller_id")
+    if uid is None:
+        raise UcallerError(Code.BAD_PARAMETER, "Parameter 'uid' is required")
+    return uid
+
+
+async def init_call(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
+    phone = _phone(args)
+    raw_code = args.get("code")
+    code = None
+    if raw_code not in (None, ""):
+        code = parse_code(raw_code)
+        if code is None:
+            raise UcallerError(Code.BAD_PARAMETER, "Parameter 'code' must be 1 to 4 digits")
+    client = args.text("client", max_len=64)
+    unique = args.text("unique", max_len=64) or None
+    kind = CallKind.FLASH
+    if args.flag("voice"):
+        kind = CallKind.VOICE
+    elif args.flag("mix"):
+        kind = CallKind.MIX
+    result = await rt.authorizations.init_call(
+        caller.service,
+        caller.account,
+        phone=phone,
+        code=code,
+        client=client,
+        unique=unique,
+        kind=kind,
+    )
+    return views.init_call(result)
+
+
+async def init_repeat(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
+    uid = _uid(args)
+    result = await rt.authorizations.init_repeat(
+        caller.service, caller.account, uid, voice=args.flag("voice")
+    )
+    return views.init_call(result, repeat=True)
+
+
+def basic_phone_info(phone: str) -> list[dict[str, str]]:
+    try:
+        n = phonenumbers.parse("+" + phone)
+    except phonenumbers.NumberParseException:
+        return []
+    operator = carrier.name_for_number(n, "ru") or carrier.name_for_number(n, "en")
+    region = geocoder.description_for_number(n, "ru")
+    if not operator and not region:
+        return []
+    return [{"operator": operator, "region": region, "mnp": ""}]
+
+
+async def get_info(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
+    info = await rt.authorizations.info(caller.service, _uid(args))
+    return views.get_info(info, basic_phone_info(info.auth.phone))
+
+
+async def get_balance(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
+    async with rt.db.read() as conn:
+        account = await get_account(conn, caller.account.id)
+        assert account is not None
+        tariff = (
+            await conn.execute(
+                select(tariffs.c.code, tariffs.c.name).where(tariffs.c.id == account.tariff_id)
+            )
+        ).first()
+    code, name = (tariff.code, tariff.name) if tariff else ("", "")
+    return views.get_balance(account, code, name)
+
+
+async def get_service(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
+    return views.get_service(caller.service, caller.account)
+
+
+async def get_account_(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
+    async with rt.db.read() as conn:
+        account = await get_account(conn, caller.account.id)
+        assert account is not None
+        rows = (
+            await conn.execute(
+                select(account_logs)
+                .where(account_logs.c.account_id == account.id)
+                .order_by(account_logs.c.id.desc())
+                .limit(50)
+            )
+        ).all()
+    logs = [
+        {"action": r.action, "user_agent": r.user_agent, "ip": r.ip, "created": int(r.created_at)}
+        for r in rows
+    ]
+    return views.get_account(account, logs)
+
+
+async def check_phone(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
+    raw = args.get("phone")
+    source = "" if raw is None else str(raw)
+    phone = digits(raw)
+    country = country_of(phone) if phone else None
+    if country is None:
+        raise UcallerError(Code.BAD_PHONE)
+    n = phonenumbers.parse("+" + phone)
+    async with rt.db.write() as conn:
+        price = await billing.price_of(conn, caller.account.tariff_id, "lookup", country)
+        now = rt.clock.now()
+        if caller.service.test_mode or rt.policy.is_test(phone):
+            price = 0
+        if price > 0:
+            after = await billing.charge(conn, caller.account.id, price, now=now, channel="lookup")
+            if after is None:
+                raise UcallerError(Code.LOW_BALANCE)
+        else:
+            after = await billing.balance_of(conn, caller.account.id)
+    ntype = phonenumbers.number_type(n)
+    mobile = ntype in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    )
+    return {
+        "status": True,
+        "source": source,
+        "mobile": 1 if mobile else 0,
+        "phone": int(phone),
+        "country_iso": country,
+        "country_code": n.country_code,
+        "mnc": 0,
+        "number": n.national_number,
+        "provider": carrier.name_for_number(n, "en"),
+        "company": carrier.name_for_number(n, "ru"),
+        "country": geocoder.country_name_for_number(n, "ru"),
+        "region": geocoder.description_for_number(n, "ru"),
+        "city": "",
+        "phone_format": phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
+        "cost": to_rub(price),
+        "balance": to_rub(after),
+    }
+
+
+async def inbound_call_waiting(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
+    phone = _phone(args)
+    url = args.text("callback_url", max_len=2048)
+    if not url:
+        raise UcallerError(Code.BAD_PARAMETER, "Parameter 'callback_url' is required")
+    if not url.startswith(("http://", "https://")):
+        raise UcallerError(Code.BAD_PARAMETER, "Parameter 'callback_url' must be an http(s) URL")
+    auth = await rt.authorizations.inbound_waiting(
+        caller.service, caller.account, phone=phone, callback_url=url
+    )
+    return views.inbound(auth)
+
+
+METHODS: dict[str, Handler] = {
+    "initcall": init_call,
+    "initrepeat": init_repeat,
+    "getinfo": get_info,
+    "getbalance": get_balance,
+    "getservice": get_service,
+    "getaccount": get_account_,
+    "checkphone": check_phone,
+    "inboundcallwaiting": inbound_call_waiting,
+}

@@ -1,0 +1,128 @@
+"""Reading arguments the way every known uCaller client sends them.
+
+Query string, JSON body (also on GET), and form bodies are merged (body wins over query).
+Values arrive as strings or JSON scalars; the helpers here coerce them leniently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+
+from .errors import Code, UcallerError
+
+_TRUE = {"true", "1", "on", "yes", "y"}
+_FALSE = {"false", "0", "off", "no", "n", ""}
+
+
+@dataclass(slots=True)
+class Args:
+    values: dict[str, Any]
+    header_credentials: tuple[str, str] | None  # (key, service_id) from Authorization
+    body_credentials: tuple[Any, Any]  # from the body, may be (None, None)
+    query_credentials: tuple[Any, Any]
+
+    def get(self, name: str) -> Any:
+        return self.values.get(name)
+
+    def text(self, name: str, *, max_len: int | None = None) -> str | None:
+        v = self.values.get(name)
+        if v is None:
+            return None
+        if isinstance(v, (dict, list)):
+            raise UcallerError(Code.BAD_PARAMETER, f"Parameter '{name}' must be a string")
+        s = v if isinstance(v, str) else _scalar_text(v)
+        if max_len is not None and len(s) > max_len:
+            raise UcallerError(
+                Code.BAD_PARAMETER, f"Parameter '{name}' is longer than {max_len} characters"
+            )
+        return s
+
+    def flag(self, name: str) -> bool:
+        v = self.values.get(name)
+        if v is None:
+            return False
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, (int, float)):
+            return v != 0
+        s = str(v).strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+        raise UcallerError(Code.BAD_PARAMETER, f"Parameter '{name}' must be a boolean")
+
+    def integer(self, *names: str) -> int | None:
+        """The first present of ``names`` as a positive integer (``uid``/``ucaller_id``)."""
+        for name in names:
+            v = self.values.get(name)
+            if v is None or v == "":
+                continue
+            if isinstance(v, bool):
+                break
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            s = str(v).strip()
+            if s.isdigit() and len(s) <= 18:
+                return int(s)
+            raise UcallerError(Code.BAD_PARAMETER, f"Parameter '{name}' must be a positive integer")
+        return None
+
+
+def _scalar_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _bearer(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or "." not in token:
+        return None
+    # The key never contains a dot; the service id is the part after the last one.
+    key, _, service_id = token.strip().rpartition(".")
+    return key, service_id
+
+
+async def read_args(request: Request) -> Args:
+    query: dict[str, Any] = dict(parse_qsl(request.url.query, keep_blank_values=True))
+    body: dict[str, Any] = {}
+    raw = await request.body()
+    if raw.strip():
+        ctype = request.headers.get("content-type", "").lower()
+        if "application/x-www-form-urlencoded" in ctype:
+            body = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        elif "multipart/form-data" in ctype:
+            form = await request.form()
+            body = {k: v for k, v in form.items() if isinstance(v, str)}
+        else:
+            # JSON is the documented body format; some clients send it without a
+            # Content-Type or with a misspelled header, and on GET.
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if "json" in ctype or raw.lstrip()[:1] in (b"{", b"["):
+                    raise UcallerError(
+                        Code.BAD_REQUEST, "The request body is not valid JSON"
+                    ) from exc
+                parsed = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+            if not isinstance(parsed, dict):
+                raise UcallerError(Code.BAD_REQUEST, "The request body must be a JSON object")
+            body = parsed
+    values = {**query, **body}
+    return Args(
+        values=values,
+        header_credentials=_bearer(request),
+        body_credentials=(body.get("key"), body.get("service_id")),
+        query_credentials=(query.get("key"), query.get("service_id")),
+    )
