@@ -101,9 +101,10 @@ class Api:
     ) -> tuple[int, str, int]:
         return await add_customer(self.rt, balance_rub, email)
 
-    async def wait_final(self, uid: int, timeout: float = 10.0) -> dict[str, Any]:
+    async def wait_final(self, uid: int, within_s: float = 10.0) -> dict[str, Any]:
+        """getInfo once the call has an outcome (or as it is after ``within_s``)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within_s
         while True:
             info = await self.get("getInfo", uid=uid)
             if info.get("call_status", -1) != -1 or loop.time() > deadline:
