@@ -38,15 +38,19 @@ class LiveServer:
         return {"service_id": self.service_id, "key": self.key, **extra}
 
 
-def start_server(workdir: Path, env: dict[str, str], *, args: list[str] | None = None,
-                 name: str = "server") -> LiveServer:
+def start_server(
+    workdir: Path, env: dict[str, str], *, args: list[str] | None = None, name: str = "server"
+) -> LiveServer:
     port = free_port()
     output = workdir / f"{name}-{port}.log"
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     with output.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "opencaller", "serve", "--port", str(port), *(args or [])],
-            stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=workdir,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -19,7 +19,9 @@ from opencaller.domain.accounts import create_account, create_service
 from opencaller.domain.bootstrap import ensure_tariff
 from opencaller.domain.clock import Clock
 from opencaller.domain.money import to_units
+from opencaller.domain.settings import ServiceSettings
 from opencaller.runtime import Runtime
+from opencaller.storage.database import Database
 from opencaller.storage.db import migrate
 from opencaller.wire.app import create_app
 
@@ -113,11 +115,16 @@ class Api:
 
 
 async def add_customer(
-    rt: Runtime, balance_rub: float = 100.0, email: str | None = None
+    rt: Runtime | Database,
+    balance_rub: float = 100.0,
+    email: str | None = None,
+    settings: ServiceSettings | None = None,
 ) -> tuple[int, str, int]:
+    """A new account with a balance and one service: (service_id, key, account_id)."""
+    db = rt.db if isinstance(rt, Runtime) else rt
     now = Clock().now()
-    tariff_id = await ensure_tariff(rt.db, now)
-    async with rt.db.write() as conn:
+    tariff_id = await ensure_tariff(db, now)
+    async with db.write() as conn:
         aid = await create_account(
             conn,
             email=email or f"{uuid.uuid4().hex[:8]}@example.com",
@@ -127,7 +134,12 @@ async def add_customer(
         if balance_rub:
             await billing.credit(conn, aid, to_units(balance_rub), kind="topup", now=now)
         sid, key = await create_service(
-            conn, account_id=aid, name="Test service", now=now, use_direction="tests"
+            conn,
+            account_id=aid,
+            name="Test service",
+            now=now,
+            use_direction="tests",
+            settings=settings,
         )
     return sid, key, aid
 

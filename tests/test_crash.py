@@ -45,8 +45,9 @@ def test_kill_during_pending_calls_then_restart(tmp_path: Path, db_url: str) -> 
         phones = [f"7916{n:07d}" for n in range(1000, 1012)]
         ids = []
         for phone in phones:
-            body = httpx.get(f"{server.url}/v1.0/initCall",
-                             params=server.params(phone=phone)).json()
+            body = httpx.get(
+                f"{server.url}/v1.0/initCall", params=server.params(phone=phone)
+            ).json()
             assert body["status"] is True, body
             ids.append(body["ucaller_id"])
         # Four calls are ringing (concurrency 4), eight wait in the queue: kill now.
@@ -60,21 +61,22 @@ def test_kill_during_pending_calls_then_restart(tmp_path: Path, db_url: str) -> 
 
     restarted: LiveServer = start_server(tmp_path, env, name="restarted")
     try:
+
         def all_final() -> bool:
             return all(
-                httpx.get(f"{restarted.url}/v1.0/getInfo",
-                          params=restarted.params(uid=uid)).json()["call_status"] != -1
+                httpx.get(f"{restarted.url}/v1.0/getInfo", params=restarted.params(uid=uid)).json()[
+                    "call_status"
+                ]
+                != -1
                 for uid in ids
             )
 
         wait_for(all_final, 60, "every authorization to reach a final status")
         infos = {
-            uid: httpx.get(f"{restarted.url}/v1.0/getInfo",
-                           params=restarted.params(uid=uid)).json()
+            uid: httpx.get(f"{restarted.url}/v1.0/getInfo", params=restarted.params(uid=uid)).json()
             for uid in ids
         }
-        balance = httpx.get(f"{restarted.url}/v1.0/getBalance",
-                            params=restarted.params()).json()
+        balance = httpx.get(f"{restarted.url}/v1.0/getBalance", params=restarted.params()).json()
     finally:
         restarted.kill(signal.SIGTERM)
 

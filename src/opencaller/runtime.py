@@ -44,11 +44,12 @@ class Runtime:
         self.auth = Authenticator(self.db, self.counters, cache_s=settings.auth_cache_s)
         self.dispatcher: Dispatcher | None = None
         if dispatch:
+            # Leases measure whether a process is alive: always wall-clock time.
             self.dispatcher = Dispatcher(
                 self.db,
                 self.provider,
                 self.simulator,
-                self.clock,
+                Clock(),
                 lease_s=settings.lease_s,
                 concurrency=settings.dispatch_concurrency,
                 poll_interval_s=settings.poll_interval_s,

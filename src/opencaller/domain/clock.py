@@ -13,8 +13,8 @@ class Clock:
 class FakeClock(Clock):
     """A clock that only moves when told to."""
 
-    def __init__(self, start: float = 1_767_225_600.0) -> None:
-        self.t = start
+    def __init__(self, start: float | None = None) -> None:
+        self.t = time.time() if start is None else start
 
     def now(self) -> float:
         return self.t
