@@ -271,7 +271,7 @@ class PhoneDirectory:
         if not parsed.valid and found is None:
             return InvalidReason.NOT_ASSIGNED
         info = _describe(parsed)
-        if not info.country_iso:  # valid only through the registry
+        if not parsed.valid:  # known only to the registry; libphonenumber names no country
             info = replace(info, country_iso="RU", country="Россия")
         if found is not None:
             info = _with_registry(info, found)
