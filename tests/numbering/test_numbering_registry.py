@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from opencaller.numbering.lookup import _combined_query
 from opencaller.numbering.registry import (
     RegistryFormatError,
     find_range,
@@ -191,14 +193,17 @@ async def test_warnings_for_overlaps_and_capacity(engine: AsyncEngine, tmp_path:
     assert await holder(engine, 9091055555) == 'ООО "Другой"'
 
 
-async def test_range_query_uses_the_index(engine: AsyncEngine, data: Path) -> None:
+@pytest.mark.parametrize("which", ["find_range", "directory"])
+async def test_range_query_uses_the_index(engine: AsyncEngine, data: Path, which: str) -> None:
     await import_registry(engine, [data / name for name in ALL_FOUR])
-    query = (
+    query: Select[Any] = (
         select(numbering_ranges)
         .where(numbering_ranges.c.range_from <= 9091000000)
         .order_by(numbering_ranges.c.range_from.desc())
         .limit(1)
     )
+    if which == "directory":  # the one-round-trip query PhoneDirectory.lookup runs
+        query = _combined_query(9091000000, 79091000000)
     async with engine.connect() as conn:
         compiled = str(query.compile(conn.sync_engine, compile_kwargs={"literal_binds": True}))
         if conn.dialect.name == "sqlite":

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from phonenumbers import carrier, geocoder
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import BigInteger, Select, literal, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from opencaller.numbering.mnp import PortedNumber, find_ported, import_mnp
+from opencaller.numbering.mnp import PortedNumber, import_mnp
 from opencaller.numbering.operators import known_operator, operator_by_mnc
 from opencaller.numbering.parse import (
     DEFAULT_REGION,
@@ -30,9 +31,9 @@ from opencaller.numbering.parse import (
 from opencaller.numbering.registry import (
     ImportResult,
     directory_version,
-    find_range,
     import_registry,
 )
+from opencaller.storage.numbering_tables import numbering_ranges, ported_numbers
 
 FLAG_BASE_URL = "https://static.ucaller.ru/flag/"
 
@@ -173,6 +174,55 @@ def _with_porting(info: PhoneInfo, ported: PortedNumber) -> PhoneInfo:
     )
 
 
+_RANGE_COLUMNS = (
+    numbering_ranges.c.range_to,
+    numbering_ranges.c.category,
+    numbering_ranges.c.operator,
+    numbering_ranges.c.region,
+    numbering_ranges.c.city,
+)
+
+
+def _combined_query(national_number: int, phone: int) -> Select[Any]:
+    """Range holder and porting in one round trip (both through an index)."""
+    holder = (
+        select(*_RANGE_COLUMNS)
+        .where(numbering_ranges.c.range_from <= national_number)
+        .order_by(numbering_ranges.c.range_from.desc())
+        .limit(1)
+        .subquery("r")
+    )
+    anchor = select(literal(phone, BigInteger).label("number")).subquery("q")
+    return (
+        select(
+            holder,
+            ported_numbers.c.operator.label("ported_operator"),
+            ported_numbers.c.mnc.label("ported_mnc"),
+        )
+        .select_from(anchor)
+        .outerjoin(holder, true())
+        .outerjoin(ported_numbers, ported_numbers.c.number == anchor.c.number)
+    )
+
+
+async def _registry_and_porting(
+    conn: AsyncConnection, national_number: int, phone: int
+) -> tuple[dict[str, Any] | None, PortedNumber | None]:
+    row = (await conn.execute(_combined_query(national_number, phone))).one()
+    found: dict[str, Any] | None = None
+    if row.range_to is not None and row.range_to >= national_number:
+        found = {
+            "category": row.category,
+            "operator": row.operator,
+            "region": row.region,
+            "city": row.city,
+        }
+    ported = None
+    if row.ported_operator is not None:
+        ported = PortedNumber(number=phone, operator=row.ported_operator, mnc=row.ported_mnc)
+    return found, ported
+
+
 @dataclass(frozen=True, slots=True)
 class CacheStats:
     hits: int
@@ -266,8 +316,7 @@ class PhoneDirectory:
         if not russian:
             return _describe(parsed) if parsed.valid else InvalidReason.NOT_ASSIGNED
         async with self.engine.connect() as conn:
-            found = await find_range(conn, parsed.national_number)
-            ported = await find_ported(conn, parsed.phone)
+            found, ported = await _registry_and_porting(conn, parsed.national_number, parsed.phone)
         if not parsed.valid and found is None:
             return InvalidReason.NOT_ASSIGNED
         info = _describe(parsed)
