@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from phonenumbers import carrier, geocoder
-from sqlalchemy import BigInteger, Select, literal, select, true
+from sqlalchemy import BigInteger, Select, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from opencaller.numbering.mnp import PortedNumber, import_mnp
@@ -183,16 +183,21 @@ _RANGE_COLUMNS = (
 )
 
 
-def _combined_query(national_number: int, phone: int) -> Select[Any]:
-    """Range holder and porting in one round trip (both through an index)."""
+def _combined_query(national_number: int | None = None, phone: int | None = None) -> Select[Any]:
+    """Range holder and porting in one round trip (both through an index).
+
+    Without arguments the numbers are bind parameters ``n`` and ``phone``; the statement is
+    then built once, which saves most of the Python time of an uncached lookup.
+    """
+    n = bindparam("n", national_number, type_=BigInteger)
     holder = (
         select(*_RANGE_COLUMNS)
-        .where(numbering_ranges.c.range_from <= national_number)
+        .where(numbering_ranges.c.range_from <= n)
         .order_by(numbering_ranges.c.range_from.desc())
         .limit(1)
         .subquery("r")
     )
-    anchor = select(literal(phone, BigInteger).label("number")).subquery("q")
+    anchor = select(bindparam("phone", phone, type_=BigInteger).label("number")).subquery("q")
     return (
         select(
             holder,
@@ -205,10 +210,13 @@ def _combined_query(national_number: int, phone: int) -> Select[Any]:
     )
 
 
+_COMBINED = _combined_query()
+
+
 async def _registry_and_porting(
     conn: AsyncConnection, national_number: int, phone: int
 ) -> tuple[dict[str, Any] | None, PortedNumber | None]:
-    row = (await conn.execute(_combined_query(national_number, phone))).one()
+    row = (await conn.execute(_COMBINED, {"n": national_number, "phone": phone})).one()
     found: dict[str, Any] | None = None
     if row.range_to is not None and row.range_to >= national_number:
         found = {
