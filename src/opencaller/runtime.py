@@ -9,6 +9,7 @@ from .dispatch.dispatcher import Dispatcher
 from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
 from .domain.throttle import Counters, MemoryCounters
+from .numbering import PhoneDirectory
 from .storage.database import Database
 from .telephony.base import Provider
 from .telephony.simulator import Simulator
@@ -41,6 +42,7 @@ class Runtime:
         self.counters: Counters = counters or MemoryCounters()
         self.simulator = Simulator(settings.simulator)
         self.provider: Provider = provider or build_provider(settings, self.simulator)
+        self.directory = PhoneDirectory(self.db.reader)
         self.auth = Authenticator(self.db, self.counters, cache_s=settings.auth_cache_s)
         self.dispatcher: Dispatcher | None = None
         if dispatch:

@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import phonenumbers
-from phonenumbers import carrier, geocoder
 from sqlalchemy import select
 
 from ..domain import billing
 from ..domain.accounts import get_account
-from ..domain.countries import country_of
 from ..domain.money import to_rub
 from ..domain.phones import digits, parse_code
+from ..numbering import InvalidPhoneNumber, InvalidReason
 from ..runtime import Runtime
 from ..storage.tables import account_logs, tariffs
 from ..telephony.base import CallKind
@@ -77,21 +75,17 @@ async def init_repeat(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]
     return views.init_call(result, repeat=True)
 
 
-def basic_phone_info(phone: str) -> list[dict[str, str]]:
+async def phone_info(rt: Runtime, phone: str) -> list[dict[str, str]]:
     try:
-        n = phonenumbers.parse("+" + phone)
-    except phonenumbers.NumberParseException:
+        info = await rt.directory.lookup(phone)
+    except InvalidPhoneNumber:
         return []
-    operator = carrier.name_for_number(n, "ru") or carrier.name_for_number(n, "en")
-    region = geocoder.description_for_number(n, "ru")
-    if not operator and not region:
-        return []
-    return [{"operator": operator, "region": region, "mnp": ""}]
+    return [info.phone_info_entry()]
 
 
 async def get_info(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
     info = await rt.authorizations.info(caller.service, _uid(args))
-    return views.get_info(info, basic_phone_info(info.auth.phone))
+    return views.get_info(info, await phone_info(rt, info.auth.phone))
 
 
 async def get_balance(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
@@ -131,44 +125,30 @@ async def get_account_(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any
 
 
 async def check_phone(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
-    raw = args.get("phone")
-    source = "" if raw is None else str(raw)
-    phone = digits(raw)
-    country = country_of(phone) if phone else None
-    if country is None:
-        raise UcallerError(Code.BAD_PHONE)
-    n = phonenumbers.parse("+" + phone)
+    """Standardise human input (docs/numbering.md); billed per the tariff's `lookup` price."""
+    try:
+        info = await rt.directory.lookup(args.get("phone"))
+    except InvalidPhoneNumber as exc:
+        if exc.reason is InvalidReason.EMPTY:
+            raise UcallerError(Code.BAD_PARAMETER, "Parameter 'phone' is required") from exc
+        raise UcallerError(Code.BAD_PHONE) from exc
+    free = caller.service.test_mode or rt.policy.is_test(info.e164)
+    now = rt.clock.now()
     async with rt.db.write() as conn:
-        price = await billing.price_of(conn, caller.account.tariff_id, "lookup", country)
-        now = rt.clock.now()
-        if caller.service.test_mode or rt.policy.is_test(phone):
-            price = 0
+        price = 0
+        if not free:
+            price = await billing.price_of(
+                conn, caller.account.tariff_id, "lookup", info.country_iso
+            )
         if price > 0:
             after = await billing.charge(conn, caller.account.id, price, now=now, channel="lookup")
             if after is None:
                 raise UcallerError(Code.LOW_BALANCE)
         else:
             after = await billing.balance_of(conn, caller.account.id)
-    ntype = phonenumbers.number_type(n)
-    mobile = ntype in (
-        phonenumbers.PhoneNumberType.MOBILE,
-        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
-    )
     return {
         "status": True,
-        "source": source,
-        "mobile": 1 if mobile else 0,
-        "phone": int(phone),
-        "country_iso": country,
-        "country_code": n.country_code,
-        "mnc": 0,
-        "number": n.national_number,
-        "provider": carrier.name_for_number(n, "en"),
-        "company": carrier.name_for_number(n, "ru"),
-        "country": geocoder.country_name_for_number(n, "ru"),
-        "region": geocoder.description_for_number(n, "ru"),
-        "city": "",
-        "phone_format": phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
+        **info.check_phone_fields(),
         "cost": to_rub(price),
         "balance": to_rub(after),
     }
