@@ -69,6 +69,16 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     if path:
         with Path(path).open("rb") as f:
             file_values = tomllib.load(f)
-    env = Settings()
-    env_set = {k: getattr(env, k) for k in env.model_fields_set}
-    return Settings.model_validate({**file_values, **env_set, **overrides})
+    env_set = Settings().model_dump(exclude_unset=True)
+    return Settings.model_validate(_merge(_merge(file_values, env_set), overrides))
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: nested tables combine, so one variable does not reset a whole section."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
