@@ -17,12 +17,13 @@ def test_defaults_need_no_file_and_no_environment(monkeypatch: pytest.MonkeyPatc
     assert s.test_numbers == ["79000000001", "79000000002"]
 
 
-def test_file_then_environment_then_overrides(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_then_environment_then_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tmp_path / "opencaller.toml"
     cfg.write_text(
         'database_url = "sqlite:///from-file.db"\nport = 9000\ntest_ranges = ["7900000"]\n'
-        "[simulator]\ndelay_s = 2.5\noutcomes = { \"79161234567\" = \"busy\" }\n"
+        '[simulator]\ndelay_s = 2.5\noutcomes = { "79161234567" = "busy" }\n'
     )
     monkeypatch.setenv("OPENCALLER_PORT", "9100")
     monkeypatch.setenv("OPENCALLER_SIMULATOR__DEFAULT_OUTCOME", "not_found")
@@ -35,8 +36,7 @@ def test_file_then_environment_then_overrides(tmp_path: Path,
     assert s.simulator.default_outcome == "not_found"
 
 
-def test_config_file_from_the_environment(tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('provider = "simulator"\nlease_s = 7.5\n')
     monkeypatch.setenv("OPENCALLER_CONFIG", str(cfg))

@@ -6,6 +6,7 @@ import logging
 
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
+from .domain.authentication import Authenticator
 from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
 from .domain.throttle import Counters, MemoryCounters
@@ -13,7 +14,6 @@ from .numbering import PhoneDirectory
 from .storage.database import Database
 from .telephony.base import Provider
 from .telephony.simulator import Simulator
-from .wire.auth import Authenticator
 
 log = logging.getLogger("opencaller")
 

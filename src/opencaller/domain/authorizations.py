@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..errors import Code, UcallerError
 from ..storage.database import Database
 from ..storage.tables import authorizations, services
 from ..telephony.base import CallKind, CallRequest
-from ..wire.errors import Code, UcallerError
 from . import billing, limits
 from .accounts import Account, Service
 from .clock import Clock

@@ -13,8 +13,8 @@ import math
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..errors import Code, UcallerError
 from ..storage.tables import authorizations
-from ..wire.errors import Code, UcallerError
 
 PER_MINUTE = 4
 PER_DAY = 30

@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..errors import Code, UcallerError
 from ..runtime import Runtime
-from .errors import Code, UcallerError
+from .auth import credentials
 from .methods import METHODS
 from .params import read_args
 
@@ -87,7 +88,8 @@ def api_endpoint(rt: Runtime) -> Callable[[Request], Any]:
                 raise UcallerError(Code.METHOD_NOT_SUPPORTED)
             args = await read_args(request)
             now = rt.clock.now()
-            caller = await rt.auth.authenticate(args, client_ip(request, trusted), now)
+            key, service_id = credentials(args)
+            caller = await rt.auth.authenticate(key, service_id, client_ip(request, trusted), now)
             body = await METHODS[name](rt, caller, args)
             return json_response(body)
         except UcallerError as err:

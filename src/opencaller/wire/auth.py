@@ -1,89 +1,15 @@
-"""Who is calling: the three uCaller authentication schemes, checked in constant time.
+"""Where the credentials are: the three uCaller authentication schemes.
 
 Precedence when several are present: the Authorization header, then the body, then the query.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-import time
-from dataclasses import dataclass
-
-from ..domain.accounts import Account, Service, get_account, get_service
-from ..domain.throttle import Counters
-from ..storage.database import Database
-from .errors import Code, UcallerError
 from .params import Args
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    service: Service
-    account: Account
-
-
-class Authenticator:
-    def __init__(self, db: Database, counters: Counters, *, cache_s: float = 1.0) -> None:
-        self.db = db
-        self.counters = counters
-        self.cache_s = cache_s
-        # service id -> (loaded at, service, account); a short cache keeps one read off
-        # every request, and changes made in the dashboard apply within cache_s.
-        self._cache: dict[int, tuple[float, Service, Account]] = {}
-
-    def forget(self, service_id: int | None = None) -> None:
-        if service_id is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(service_id, None)
-
-    async def _load(self, service_id: int) -> tuple[Service, Account] | None:
-        now = time.monotonic()
-        hit = self._cache.get(service_id)
-        if hit is not None and now - hit[0] < self.cache_s:
-            return hit[1], hit[2]
-        async with self.db.read() as conn:
-            service = await get_service(conn, service_id)
-            account = await get_account(conn, service.account_id) if service else None
-        if service is None or account is None:
-            return None
-        if self.cache_s > 0:
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[service_id] = (now, service, account)
-        return service, account
-
-    async def authenticate(self, args: Args, ip: str, now: float) -> Caller:
-        wait = await self.counters.blocked_for(ip, now)
-        if wait is not None:
-            raise UcallerError(Code.IP_BLOCKED, retry_after=wait)
-        key, service_id = _pick(args)
-        loaded = None
-        sid = _as_id(service_id)
-        if key is not None and sid is not None:
-            loaded = await self._load(sid)
-        if loaded is None or not hmac.compare_digest(
-            str(key).encode(), loaded[0].secret_key.encode()
-        ):
-            await self.counters.auth_failed(ip, now)
-            raise UcallerError(Code.AUTH_FAILED)
-        service, account = loaded
-        if service.archived:
-            raise UcallerError(Code.SERVICE_ARCHIVED)
-        if not service.enabled:
-            raise UcallerError(Code.SERVICE_DISABLED)
-        if service.settings.ip_allowlist and not _ip_allowed(ip, service.settings.ip_allowlist):
-            raise UcallerError(Code.IP_FORBIDDEN)
-        if account.blocked:
-            raise UcallerError(Code.ACCOUNT_BLOCKED)
-        wait = await self.counters.hit_rate(f"svc:{service.id}", service.settings.rps_limit, now)
-        if wait is not None:
-            raise UcallerError(Code.TOO_MANY_REQUESTS, retry_after=wait)
-        return Caller(service, account)
-
-
-def _pick(args: Args) -> tuple[object, object]:
+def credentials(args: Args) -> tuple[object, object]:
+    """(key, service_id) from the first scheme that carries both, else (None, None)."""
     for key, sid in (
         args.header_credentials or (None, None),
         args.body_credentials,
@@ -92,24 +18,3 @@ def _pick(args: Args) -> tuple[object, object]:
         if key not in (None, "") and sid not in (None, ""):
             return key, sid
     return None, None
-
-
-def _as_id(raw: object) -> int | None:
-    if isinstance(raw, bool) or raw is None:
-        return None
-    s = str(raw).strip()
-    return int(s) if s.isdigit() and len(s) <= 18 else None
-
-
-def _ip_allowed(ip: str, allowlist: list[str]) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    for entry in allowlist:
-        try:
-            if addr in ipaddress.ip_network(entry.strip(), strict=False):
-                return True
-        except ValueError:
-            continue
-    return False

@@ -9,15 +9,15 @@ from sqlalchemy import select
 
 from ..domain import billing
 from ..domain.accounts import get_account
+from ..domain.authentication import Caller
 from ..domain.money import to_rub
 from ..domain.phones import digits, parse_code
+from ..errors import Code, UcallerError
 from ..numbering import InvalidPhoneNumber, InvalidReason
 from ..runtime import Runtime
 from ..storage.tables import account_logs, tariffs
 from ..telephony.base import CallKind
 from . import views
-from .auth import Caller
-from .errors import Code, UcallerError
 from .params import Args
 
 Handler = Callable[[Runtime, Caller, Args], Awaitable[dict[str, Any]]]

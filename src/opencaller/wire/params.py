@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.requests import Request
 
-from .errors import Code, UcallerError
+from ..errors import Code, UcallerError
 
 _TRUE = {"true", "1", "on", "yes", "y"}
 _FALSE = {"false", "0", "off", "no", "n", ""}
