@@ -22,6 +22,7 @@ from ..domain.passwords import hash_password
 from ..storage.database import Database
 from ..storage.db import is_sqlite, make_url_dir, migrate
 from ..storage.tables import services
+from .client_commands import register
 
 app = typer.Typer(
     help="opencaller: phone-number verification speaking the uCaller API v1.0.",
@@ -32,6 +33,7 @@ account_app = typer.Typer(help="Accounts and balances.", no_args_is_help=True)
 service_app = typer.Typer(help="Services and their secret keys.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
 app.add_typer(service_app, name="service")
+register(app)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")]
 T = TypeVar("T")
