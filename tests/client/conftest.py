@@ -60,8 +60,10 @@ def _read_credentials(proc: subprocess.Popen[str], deadline: float) -> tuple[int
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp("live")
     port = _free_port()
+    # Only our settings: an OPENCALLER_CONFIG or REDIS_URL of the caller must not leak in.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("OPENCALLER_")}
     env = {
-        **os.environ,
+        **inherited,
         "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
         "PYTHONUNBUFFERED": "1",
         "OPENCALLER_DATABASE_URL": f"sqlite:///{tmp}/db.sqlite",
