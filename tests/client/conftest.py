@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -43,12 +45,24 @@ def _free_port() -> int:
 
 
 def _read_credentials(proc: subprocess.Popen[str], deadline: float) -> tuple[int, str]:
-    assert proc.stdout is not None
+    # A reader thread, so a server that hangs before printing cannot hang the tests.
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = proc.stdout
+    assert stdout is not None
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     service_id: int | None = None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break  # the server exited before printing its credentials
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=min(left, 0.5))
+        except queue.Empty:
+            if proc.poll() is not None:
+                break  # exited before printing its credentials
+            continue
         if m := re.match(r"\s*service_id:\s*(\d+)", line):
             service_id = int(m.group(1))
         elif (m := re.match(r"\s*key:\s*(\S+)", line)) and service_id is not None:
