@@ -22,6 +22,7 @@ from ..domain.passwords import hash_password
 from ..storage.database import Database
 from ..storage.db import is_sqlite, make_url_dir, migrate
 from ..storage.tables import services
+from .client_commands import register
 from .numbering import numbering_app
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ service_app = typer.Typer(help="Services and their secret keys.", no_args_is_hel
 app.add_typer(account_app, name="account")
 app.add_typer(service_app, name="service")
 app.add_typer(numbering_app, name="numbering")
+register(app)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")]
 T = TypeVar("T")
