@@ -44,7 +44,9 @@ async def test_ringing_is_delivered_with_code_in_from_and_pai(sipp: Sipp) -> Non
         assert rep.progress_at is not None and rep.ended_at is not None
     invites = far.lines("INVITE")
     assert [(r["from_num"][-4:], r["pai_num"][-4:]) for r in invites] == [(c, c) for c in codes]
-    assert all(r["from_num"] == r["pai_num"] == "7900555" + c for r, c in zip(invites, codes))
+    assert all(
+        r["from_num"] == r["pai_num"] == "7900555" + c for r, c in zip(invites, codes, strict=True)
+    )
     cancels = {r["call-id"] for r in far.lines("CANCEL")}
     assert cancels == {r["call-id"] for r in invites}
     assert [e.state for e in events if e.state == "ringing"] == ["ringing"] * 3
