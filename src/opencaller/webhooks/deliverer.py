@@ -76,16 +76,18 @@ class WebhookDeliverer:
             .order_by(wo.c.next_attempt_at)
             .limit(self.batch)
         )
-        if self.engine.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
+        lease = update(wo).values(lease_owner=token, lease_until=now + self.lease_s)
         async with self.engine.begin() as conn:
-            # The state and lease tests are repeated on the row itself, so two workers that
-            # picked the same ids cannot both win (PostgreSQL re-checks them after a wait).
-            await conn.execute(
-                update(wo)
-                .where(wo.c.id.in_(due.scalar_subquery()), wo.c.state == "pending", free)
-                .values(lease_owner=token, lease_until=now + self.lease_s)
-            )
+            if self.engine.dialect.name == "postgresql":
+                # Lock the rows we take; other workers skip them instead of waiting.
+                ids = list((await conn.execute(due.with_for_update(skip_locked=True))).scalars())
+                if ids:
+                    await conn.execute(lease.where(wo.c.id.in_(ids)))
+            else:
+                # SQLite runs one writer at a time, so one UPDATE statement is atomic.
+                await conn.execute(
+                    lease.where(wo.c.id.in_(due.scalar_subquery()), wo.c.state == "pending", free)
+                )
             rows = (
                 await conn.execute(
                     select(
