@@ -1,0 +1,140 @@
+"""Typed SIP settings, parsed from ``Settings.sip`` (the ``[sip]`` table of the TOML file)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_DIGITS = re.compile(r"^[0-9]+$")
+
+
+def _digits(value: str) -> str:
+    v = value.strip().lstrip("+").replace("-", "").replace(" ", "")
+    if not _DIGITS.match(v):
+        raise ValueError(f"{value!r} is not a phone number (digits, optional leading '+')")
+    return v
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NumberFormat(_Model):
+    """How a number is written in a URI for one trunk."""
+
+    plus: bool = True  # "+79001234567" rather than "79001234567"
+    user_phone: bool = False  # append ";user=phone" to sip: URIs
+    tel_uri: bool = False  # "tel:+7900..." instead of "sip:+7900...@domain" (PAI/RPID only)
+
+
+class TrunkConfig(_Model):
+    name: str
+    host: str
+    port: int = 5060
+    username: str | None = None
+    password: str | None = None
+    realm: str | None = None  # answer challenges only from this realm (None: any)
+    auth_username: str | None = None  # digest user when it differs from the From user
+    from_domain: str | None = None  # host part of From/PAI; default: the trunk host
+    caller_id: NumberFormat = Field(default_factory=NumberFormat)  # From, PAI, RPID
+    callee: NumberFormat = Field(default_factory=lambda: NumberFormat(plus=False))  # R-URI, To
+    remote_party_id: bool = False  # also send Remote-Party-ID (old gateways read only it)
+    cps: float = 50.0  # calls per second the operator allows on this trunk
+    max_in_flight: int = 200
+    ring_hold_s: float = 1.5  # keep ringing this long after 180 before CANCEL (0: at once)
+    hold_on_183: bool = True  # treat 183 Session Progress like 180
+    progress_timeout_s: float = 15.0  # no 18x by then: CANCEL, outcome no_progress
+    answer_timeout_s: float = 30.0  # voice: ringing this long without answer: no_answer
+    prefixes: list[str] = Field(default_factory=list)  # destination prefixes; empty: all
+    failover: bool = True  # try the next trunk on 5xx or no response
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, v: list[str]) -> list[str]:
+        return [_digits(p) for p in v]
+
+    @property
+    def domain(self) -> str:
+        return self.from_domain or self.host
+
+
+class CallerIdPool(_Model):
+    """Numbers we own that flash calls come from: the last four digits are the code.
+
+    ``prefixes``: each prefix followed by any four digits is ours (a block of 10,000).
+    ``ranges``: "first-last" inclusive blocks, e.g. "79005554000-79005554999".
+    ``numbers``: an explicit list.
+    """
+
+    prefixes: list[str] = Field(default_factory=list)
+    ranges: list[str] = Field(default_factory=list)
+    numbers: list[str] = Field(default_factory=list)
+
+    @field_validator("prefixes", "numbers")
+    @classmethod
+    def _nums(cls, v: list[str]) -> list[str]:
+        return [_digits(p) for p in v]
+
+    @field_validator("ranges")
+    @classmethod
+    def _ranges(cls, v: list[str]) -> list[str]:
+        out = []
+        for r in v:
+            first, sep, last = r.partition("-")
+            if not sep:
+                raise ValueError(f"range {r!r} must look like 'first-last'")
+            a, b = _digits(first), _digits(last)
+            if len(a) != len(b) or int(a) > int(b):
+                raise ValueError(f"range {r!r}: both ends need the same length, first <= last")
+            out.append(f"{a}-{b}")
+        return out
+
+    @property
+    def empty(self) -> bool:
+        return not (self.prefixes or self.ranges or self.numbers)
+
+
+class SipConfig(_Model):
+    bind_ip: str = "0.0.0.0"
+    local_ip: str = "127.0.0.1"  # written into Via, Contact and SDP
+    port: int = 5060
+    rtp_ip: str | None = None  # bind address for RTP; default bind_ip
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 20999
+    socket_buffer: int = 4 * 1024 * 1024
+    t1_s: float = 0.5  # RFC 3261 timers
+    t2_s: float = 4.0
+    user_agent: str = "opencaller"
+    trunks: list[TrunkConfig] = Field(default_factory=list)
+    caller_ids: CallerIdPool = Field(default_factory=CallerIdPool)
+    voice_caller_id: str | None = None  # voice calls; default: a pool number for the code
+    voice_repeats: int = 2
+    voice_law: Literal["ulaw", "alaw"] = "ulaw"  # preferred codec (offer order)
+    prompt_cache_dir: str | None = None
+    inbound_numbers: list[str] = Field(default_factory=list)  # "call us" numbers we own
+    inbound_reject_code: int = 603
+
+    @field_validator("voice_caller_id")
+    @classmethod
+    def _vcid(cls, v: str | None) -> str | None:
+        return None if v is None else _digits(v)
+
+    @field_validator("inbound_numbers")
+    @classmethod
+    def _inb(cls, v: list[str]) -> list[str]:
+        return [_digits(p) for p in v]
+
+    @model_validator(mode="after")
+    def _check(self) -> SipConfig:
+        names = [t.name for t in self.trunks]
+        if len(names) != len(set(names)):
+            raise ValueError("trunk names must be unique")
+        if self.rtp_port_min > self.rtp_port_max:
+            raise ValueError("rtp_port_min > rtp_port_max")
+        return self
+
+
+def parse_config(raw: dict[str, Any] | SipConfig) -> SipConfig:
+    return raw if isinstance(raw, SipConfig) else SipConfig.model_validate(raw)

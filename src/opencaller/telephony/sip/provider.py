@@ -1,0 +1,268 @@
+"""``SipProvider``: the Provider interface over one or more SIP trunks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from opencaller.telephony.audio import PHRASES, Law, PromptCache, default_cache
+from opencaller.telephony.base import (
+    CallEvent,
+    CallKind,
+    CallReport,
+    CallRequest,
+    EventSink,
+    InboundHandler,
+    Outcome,
+    ProviderError,
+)
+from opencaller.telephony.sip import call as calls
+from opencaller.telephony.sip.config import SipConfig, TrunkConfig, parse_config
+from opencaller.telephony.sip.inbound import InboundServer
+from opencaller.telephony.sip.limits import TrunkLimits
+from opencaller.telephony.sip.outcomes import is_trunk_failure
+from opencaller.telephony.sip.pool import CallerIdChooser
+from opencaller.telephony.sip.rtp import PortPool, send_paced
+from opencaller.telephony.sip.sdp import offer
+from opencaller.telephony.sip.transport import Addr, Transport
+
+log = logging.getLogger("opencaller.sip")
+
+PT_LAW: dict[int, Law] = {0: "ulaw", 8: "alaw"}
+
+
+class SipProvider:
+    name = "sip"
+
+    def __init__(self, config: SipConfig, *, prompts: PromptCache | None = None) -> None:
+        self.config = config
+        self.pool = CallerIdChooser(config.caller_ids)
+        self.prompts = prompts or (
+            PromptCache(config.prompt_cache_dir) if config.prompt_cache_dir else default_cache()
+        )
+        self.transport = Transport(self._on_request)
+        self.limits = {t.name: TrunkLimits(t.cps, t.max_in_flight) for t in config.trunks}
+        self.rtp_ports = PortPool(config.rtp_port_min, config.rtp_port_max)
+        self._addrs: dict[str, Addr] = {}
+        self._handler: InboundHandler | None = None
+        self._inbound: InboundServer | None = None
+        self._ep: calls.Endpoint | None = None
+        self._warm: asyncio.Task[None] | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        c = self.config
+        loop = asyncio.get_running_loop()
+        for t in c.trunks:
+            infos = await loop.getaddrinfo(
+                t.host, t.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+            )
+            if not infos:
+                raise ProviderError(f"trunk {t.name}: cannot resolve {t.host}")
+            ip, port = infos[0][4][:2]
+            self._addrs[t.name] = (str(ip), int(port))
+        await self.transport.start(c.bind_ip, c.port, c.socket_buffer)
+        self._ep = calls.Endpoint(
+            transport=self.transport,
+            local_ip=c.local_ip,
+            local_port=self.transport.local[1],
+            t1=c.t1_s,
+            t2=c.t2_s,
+            user_agent=c.user_agent,
+        )
+        self._inbound = InboundServer(
+            self.transport,
+            t1=c.t1_s,
+            t2=c.t2_s,
+            user_agent=c.user_agent,
+            reject_code=c.inbound_reject_code,
+            handler=lambda: self._handler,
+        )
+        self._warm = asyncio.create_task(self._warm_prompts())
+
+    async def _warm_prompts(self) -> None:
+        for language in PHRASES:
+            try:
+                await self.prompts.warm(language)
+            except Exception:
+                log.exception("could not prepare %s voice prompts", language)
+
+    async def close(self) -> None:
+        if self._warm is not None:
+            self._warm.cancel()
+            await asyncio.gather(self._warm, return_exceptions=True)
+        if self._inbound is not None:
+            await self._inbound.close()
+        self.transport.close()
+
+    @property
+    def port(self) -> int:
+        """The UDP port we listen on (useful when configured as 0)."""
+        return self.transport.local[1]
+
+    async def healthy(self) -> bool:
+        return self.transport.running and bool(self.config.trunks)
+
+    # --- inbound ----------------------------------------------------------------------------
+
+    def on_inbound(self, handler: InboundHandler) -> None:
+        self._handler = handler
+
+    def confirmation_number(self, caller: str) -> str | None:
+        nums = self.config.inbound_numbers
+        if not nums:
+            return None
+        # Stable per caller, spread over the pool.
+        return nums[zlib.crc32(caller.encode()) % len(nums)]
+
+    def _on_request(self, req: Any, addr: Addr) -> None:
+        if self._inbound is not None:
+            self._inbound.on_request(req, addr)
+
+    # --- outbound ---------------------------------------------------------------------------
+
+    def routes(self, destination: str) -> list[TrunkConfig]:
+        """Trunks for ``destination``: longest matching prefix first, catch-alls last."""
+        ranked: list[tuple[int, int, TrunkConfig]] = []
+        for i, t in enumerate(self.config.trunks):
+            if not t.prefixes:
+                ranked.append((0, i, t))
+                continue
+            best = max((len(p) for p in t.prefixes if destination.startswith(p)), default=-1)
+            if best >= 0:
+                ranked.append((best, i, t))
+        ranked.sort(key=lambda r: (-r[0], r[1]))
+        return [t for _, _, t in ranked]
+
+    def check(self, request: CallRequest) -> str | None:
+        if not request.destination.isdigit():
+            return "the destination must be digits"
+        if not self.routes(request.destination):
+            return f"no SIP trunk routes {request.destination}"
+        if request.kind in (CallKind.FLASH, CallKind.MIX):
+            why = self.pool.why_not(request.code)
+            if why is not None:
+                return why
+        if request.kind in (CallKind.VOICE, CallKind.MIX):
+            if request.language not in PHRASES:
+                return f"no voice prompts for language {request.language!r}"
+            if not request.code.isdigit():
+                return "the voice code must be digits"
+            if self._voice_caller(request.code) is None:
+                return "no caller ID for voice calls: set sip.voice_caller_id or a pool"
+        return None
+
+    def _voice_caller(self, code: str) -> str | None:
+        if self.config.voice_caller_id:
+            return self.config.voice_caller_id
+        if len(code) == 4 and self.pool.why_not(code) is None:
+            return self.pool.pick(code)
+        nums = self.config.caller_ids.numbers
+        return nums[0] if nums else None
+
+    async def place_call(self, request: CallRequest, events: EventSink | None = None) -> CallReport:
+        why = self.check(request)
+        if why is not None:
+            raise ProviderError(why)
+        if self._ep is None:
+            raise ProviderError("the SIP provider is not started")
+
+        async def notify(state: str, code: int | None) -> None:
+            if events is None:
+                return
+            try:
+                await events(CallEvent(request.ucaller_id, state, code, time.time()))
+            except Exception:
+                log.exception("call event sink failed")
+
+        if request.kind == CallKind.FLASH:
+            rep = await self._flash(request, notify)
+            return replace(rep, kinds_tried=(CallKind.FLASH,))
+        if request.kind == CallKind.VOICE:
+            rep = await self._voice(request, notify)
+            return replace(rep, kinds_tried=(CallKind.VOICE,))
+        rep = await self._flash(request, notify)
+        if rep.outcome.reached:
+            return replace(rep, kinds_tried=(CallKind.FLASH,))
+        log.info("flash to %s: %s; trying voice", request.destination, rep.outcome)
+        rep = await self._voice(request, notify)
+        return replace(rep, kinds_tried=(CallKind.FLASH, CallKind.VOICE))
+
+    async def _over_trunks(
+        self, destination: str, attempt: Callable[[TrunkConfig, Addr], Awaitable[CallReport]]
+    ) -> CallReport:
+        trunks = self.routes(destination)
+        rep: CallReport | None = None
+        for i, trunk in enumerate(trunks):
+            limits = self.limits[trunk.name]
+            async with limits.in_flight:
+                await limits.bucket.acquire()
+                rep = await attempt(trunk, self._addrs[trunk.name])
+            last = i == len(trunks) - 1
+            if (
+                rep.outcome == Outcome.NETWORK_ERROR
+                and trunk.failover
+                and is_trunk_failure(rep.sip_code)
+                and not last
+            ):
+                log.warning("trunk %s failed (%s); trying the next", trunk.name, rep.reason)
+                continue
+            return rep
+        assert rep is not None
+        return rep
+
+    async def _flash(self, request: CallRequest, notify: calls.Notify) -> CallReport:
+        caller = self.pool.pick(request.code)
+        if caller is None:
+            raise ProviderError(self.pool.why_not(request.code) or "no caller ID")
+        ep = self._ep
+        assert ep is not None
+
+        async def attempt(trunk: TrunkConfig, addr: Addr) -> CallReport:
+            call = calls.OutboundCall(ep, trunk, addr, request.destination, caller)
+            return await calls.flash(call, caller, notify)
+
+        return await self._over_trunks(request.destination, attempt)
+
+    async def _voice(self, request: CallRequest, notify: calls.Notify) -> CallReport:
+        caller = self._voice_caller(request.code)
+        if caller is None:
+            raise ProviderError("no caller ID for voice calls")
+        ep = self._ep
+        assert ep is not None
+        c = self.config
+        await self.prompts.warm(request.language)
+        prompts: dict[int, bytes] = {
+            pt: self.prompts.prompt(
+                request.code, request.language, law=law, repeats=c.voice_repeats
+            )
+            for pt, law in PT_LAW.items()
+        }
+        offered = [0, 8] if c.voice_law == "ulaw" else [8, 0]
+
+        async def attempt(trunk: TrunkConfig, addr: Addr) -> CallReport:
+            sock = self.rtp_ports.bind(c.rtp_ip or c.bind_ip)
+            try:
+                sdp = offer(c.local_ip, sock.getsockname()[1], offered)
+                call = calls.OutboundCall(ep, trunk, addr, request.destination, caller, sdp=sdp)
+
+                async def play(dest: Addr, pt: int) -> None:
+                    await send_paced(sock, dest, prompts[pt], pt)
+
+                return await calls.voice(call, caller, notify, play, offered)
+            finally:
+                self.rtp_ports.release(sock)
+
+        return await self._over_trunks(request.destination, attempt)
+
+
+def from_settings(sip: dict[str, Any] | SipConfig) -> SipProvider:
+    """Build the provider from ``Settings.sip`` (the ``[sip]`` TOML table)."""
+    return SipProvider(parse_config(sip))

@@ -1,0 +1,1 @@
+"""Durable, signed webhook delivery (inbound verification results)."""

@@ -1,0 +1,186 @@
+"""The outbox worker: lease due rows, POST them signed, record the result, back off on
+failure. Any number of processes may run it against one database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from opencaller.storage.tables import services
+from opencaller.storage.webhook_tables import webhook_outbox as wo
+from opencaller.webhooks.signature import EVENT_HEADER, HEADER, sign
+
+log = logging.getLogger("opencaller.webhooks")
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    id: int
+    url: str
+    event: str
+    body: bytes
+    attempts: int
+    max_attempts: int
+    secret: str
+
+
+class WebhookDeliverer:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        client: httpx.AsyncClient | None = None,
+        owner: str | None = None,
+        batch: int = 50,
+        lease_s: float = 60.0,
+        timeout_s: float = 10.0,
+        base_backoff_s: float = 5.0,
+        max_backoff_s: float = 3600.0,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self._own_client = client is None
+        self.client = client or httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.batch = batch
+        self.lease_s = lease_s
+        self.timeout_s = timeout_s
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.poll_interval_s = poll_interval_s
+
+    def backoff(self, attempts: int) -> float:
+        """Delay before attempt ``attempts + 1``: exponential with ±20 % jitter."""
+        delay = min(self.max_backoff_s, self.base_backoff_s * 2 ** max(0, attempts - 1))
+        return float(delay * random.uniform(0.8, 1.2))
+
+    async def _claim(self) -> tuple[str, list[_Job]]:
+        now = time.time()
+        token = f"{self.owner}:{uuid.uuid4().hex[:12]}"[-64:]
+        free = or_(wo.c.lease_until.is_(None), wo.c.lease_until < now)
+        due = (
+            select(wo.c.id)
+            .where(wo.c.state == "pending", wo.c.next_attempt_at <= now, free)
+            .order_by(wo.c.next_attempt_at)
+            .limit(self.batch)
+        )
+        lease = update(wo).values(lease_owner=token, lease_until=now + self.lease_s)
+        async with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # Lock the rows we take; other workers skip them instead of waiting.
+                ids = list((await conn.execute(due.with_for_update(skip_locked=True))).scalars())
+                if ids:
+                    await conn.execute(lease.where(wo.c.id.in_(ids)))
+            else:
+                # SQLite runs one writer at a time, so one UPDATE statement is atomic.
+                await conn.execute(
+                    lease.where(wo.c.id.in_(due.scalar_subquery()), wo.c.state == "pending", free)
+                )
+            rows = (
+                await conn.execute(
+                    select(
+                        wo.c.id,
+                        wo.c.url,
+                        wo.c.event,
+                        wo.c.body,
+                        wo.c.attempts,
+                        wo.c.max_attempts,
+                        services.c.secret_key,
+                    )
+                    .join(services, services.c.id == wo.c.service_id)
+                    .where(wo.c.lease_owner == token)
+                )
+            ).all()
+        jobs = [
+            _Job(r.id, r.url, r.event, r.body.encode(), r.attempts, r.max_attempts, r.secret_key)
+            for r in rows
+        ]
+        return token, jobs
+
+    async def _deliver(self, token: str, job: _Job) -> bool:
+        status: int | None = None
+        error: str | None = None
+        try:
+            resp = await self.client.post(
+                job.url,
+                content=job.body,
+                headers={
+                    "Content-Type": "application/json",
+                    EVENT_HEADER: job.event,
+                    HEADER: sign(job.secret, job.body),
+                    "User-Agent": "opencaller-webhooks",
+                },
+                timeout=self.timeout_s,
+            )
+            status = resp.status_code
+            ok = 200 <= status < 300
+            if not ok:
+                error = f"HTTP {status}"
+        except httpx.HTTPError as exc:
+            ok = False
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        now = time.time()
+        attempts = job.attempts + 1
+        values: dict[str, object] = {
+            "attempts": attempts,
+            "last_status": status,
+            "last_error": error,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        if ok:
+            values.update(state="delivered", delivered_at=now)
+        elif attempts >= job.max_attempts:
+            values.update(state="failed")
+            log.warning("webhook %d to %s failed for good: %s", job.id, job.url, error)
+        else:
+            values.update(next_attempt_at=now + self.backoff(attempts))
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(wo).where(wo.c.id == job.id, wo.c.lease_owner == token).values(**values)
+            )
+        return ok
+
+    async def run_once(self) -> int:
+        """Deliver what is due now; returns how many deliveries were attempted."""
+        token, jobs = await self._claim()
+        if jobs:
+            await asyncio.gather(*(self._deliver(token, j) for j in jobs))
+        return len(jobs)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Loop until ``stop`` is set (or the task is cancelled)."""
+        stop = stop or asyncio.Event()
+        try:
+            while not stop.is_set():
+                try:
+                    n = await self.run_once()
+                except Exception:
+                    log.exception("webhook delivery round failed")
+                    n = 0
+                if n < self.batch:  # drained: wait for more
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.poll_interval_s)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self.client.aclose()
+
+
+async def run_deliverer(engine: AsyncEngine, stop: asyncio.Event | None = None, **kw: Any) -> None:
+    """Entry point for the service: ``asyncio.create_task(run_deliverer(engine, stop))``."""
+    await WebhookDeliverer(engine, **kw).run(stop)
