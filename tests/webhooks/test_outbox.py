@@ -18,12 +18,22 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from opencaller.client.webhooks import WebhookSignatureError, sign
+from opencaller.client.webhooks import verify as verify_or_raise
 from opencaller.storage.db import create_engine, migrate_async
 from opencaller.storage.tables import accounts, services
 from opencaller.storage.webhook_tables import webhook_outbox
 from opencaller.webhooks.deliverer import WebhookDeliverer
 from opencaller.webhooks.outbox import InboundCallPayload, enqueue_inbound_call
-from opencaller.webhooks.signature import sign, verify
+
+
+def verify(secret: str, body: bytes, header: str, now: float | None = None) -> bool:
+    try:
+        verify_or_raise(secret, body, header, now=now)
+    except WebhookSignatureError:
+        return False
+    return True
+
 
 PG_URL = os.environ.get("OPENCALLER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET = "0123456789abcdef0123456789abcdef"

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .models import Text
 
 SIGNATURE_HEADER = "X-Opencaller-Signature"
+EVENT_HEADER = "X-Opencaller-Event"
 DEFAULT_TOLERANCE_S = 300.0
 
 

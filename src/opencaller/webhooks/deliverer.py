@@ -18,9 +18,10 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+# One implementation of the signature for both sides: customers verify with the same module.
+from opencaller.client.webhooks import EVENT_HEADER, SIGNATURE_HEADER, sign
 from opencaller.storage.tables import services
 from opencaller.storage.webhook_tables import webhook_outbox as wo
-from opencaller.webhooks.signature import EVENT_HEADER, HEADER, sign
 
 log = logging.getLogger("opencaller.webhooks")
 
@@ -119,7 +120,7 @@ class WebhookDeliverer:
                 headers={
                     "Content-Type": "application/json",
                     EVENT_HEADER: job.event,
-                    HEADER: sign(job.secret, job.body),
+                    SIGNATURE_HEADER: sign(job.secret, job.body),
                     "User-Agent": "opencaller-webhooks",
                 },
                 timeout=self.timeout_s,
