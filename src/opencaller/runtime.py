@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from .config import Settings
@@ -9,11 +11,13 @@ from .dispatch.dispatcher import Dispatcher
 from .domain.authentication import Authenticator
 from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
+from .domain.inbound import InboundVerifications
 from .domain.throttle import Counters, MemoryCounters
 from .numbering import PhoneDirectory
 from .storage.database import Database
-from .telephony.base import Provider
+from .telephony.base import InboundCall, Provider
 from .telephony.simulator import Simulator
+from .webhooks.deliverer import WebhookDeliverer
 
 log = logging.getLogger("opencaller")
 
@@ -70,20 +74,38 @@ class Runtime:
             notify=self._notify,
             confirmation_number=self.provider.confirmation_number,
         )
+        self.inbound = InboundVerifications(
+            self.db, self.authorizations, self.directory, self.clock
+        )
+        self._stop = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
 
     def _notify(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
 
     async def start(self) -> None:
+        # Only processes that place calls open the trunk and answer inbound calls; API-only
+        # nodes use the provider's configuration (pools, confirmation numbers) and nothing else.
+        if self.dispatcher is None:
+            return
+        self.provider.on_inbound(self._inbound)
         await self.provider.start()
         if self.provider is not self.simulator:
             await self.simulator.start()
-        if self.dispatcher is not None:
-            await self.dispatcher.start()
+        await self.dispatcher.start()
+        deliverer = WebhookDeliverer(self.db.writer, poll_interval_s=0.5)
+        self._background.append(asyncio.create_task(deliverer.run(self._stop)))
+
+    async def _inbound(self, call: InboundCall) -> None:
+        await self.inbound.on_call(call)
 
     async def stop(self) -> None:
+        self._stop.set()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
-        await self.provider.close()
+            await self.provider.close()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, 5)
         await self.db.close()

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-import opencaller.storage.numbering_tables  # noqa: F401  (registers the tables on metadata)
+import opencaller.storage.numbering_tables
 import opencaller.storage.webhook_tables  # noqa: F401
 from opencaller.storage.tables import metadata
 
