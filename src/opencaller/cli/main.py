@@ -19,6 +19,7 @@ from ..domain.bootstrap import ensure_demo, ensure_tariff
 from ..domain.clock import Clock
 from ..domain.money import to_rub, to_units
 from ..domain.passwords import hash_password
+from ..domain.settings import ServiceSettings
 from ..storage.database import Database
 from ..storage.db import is_sqlite, make_url_dir, migrate
 from ..storage.tables import services
@@ -246,6 +247,67 @@ def service_key(
         typer.echo(f"no service {service_id}", err=True)
         raise typer.Exit(1)
     typer.echo(key)
+
+
+@service_app.command("set")
+def service_set(
+    service_id: int,
+    rps_limit: Annotated[int | None, typer.Option(help="API requests per second.")] = None,
+    hourly_limit: Annotated[
+        int | None, typer.Option(help="Authorizations per hour (0: no limit).")
+    ] = None,
+    countries: Annotated[
+        str | None, typer.Option(help="Allowed countries, e.g. RU,KZ ('' for all).")
+    ] = None,
+    ip_allowlist: Annotated[
+        str | None, typer.Option(help="Allowed client networks, comma-separated ('' for any).")
+    ] = None,
+    voice: Annotated[bool | None, typer.Option("--voice/--no-voice")] = None,
+    test_mode: Annotated[bool | None, typer.Option("--test-mode/--no-test-mode")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+    archived: Annotated[bool | None, typer.Option("--archive/--unarchive")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Change a service's settings and state."""
+    settings = _settings(config)
+
+    def split(v: str) -> list[str]:
+        return [x.strip() for x in v.split(",") if x.strip()]
+
+    async def work(db: Database) -> ServiceSettings | None:
+        async with db.write() as conn:
+            service = await acc.get_service(conn, service_id)
+            if service is None:
+                return None
+            changes: dict[str, object] = {}
+            if rps_limit is not None:
+                changes["rps_limit"] = rps_limit
+            if hourly_limit is not None:
+                changes["hourly_limit"] = hourly_limit or None
+            if countries is not None:
+                changes["allowed_countries"] = [c.upper() for c in split(countries)]
+            if ip_allowlist is not None:
+                changes["ip_allowlist"] = split(ip_allowlist)
+            if voice is not None:
+                changes["voice_enabled"] = voice
+            new = service.settings.model_copy(update=changes)
+            values: dict[str, object] = {
+                "settings": ServiceSettings.model_validate(new.model_dump())
+            }
+            if test_mode is not None:
+                values["test_mode"] = test_mode
+            if enabled is not None:
+                values["enabled"] = enabled
+            if archived is not None:
+                values["archived"] = archived
+            await acc.update_service(conn, service_id, **values)
+            return new
+
+    new = _run(settings, work)
+    if new is None:
+        typer.echo(f"no service {service_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(new.model_dump_json())
 
 
 if __name__ == "__main__":
