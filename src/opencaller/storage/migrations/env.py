@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from opencaller.storage import dashboard_tables  # noqa: F401  (registers its tables)
 from opencaller.storage.tables import metadata
 
 config = context.config

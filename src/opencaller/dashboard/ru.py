@@ -1,0 +1,1 @@
+RU: dict[str, str] = {}
