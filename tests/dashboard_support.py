@@ -52,11 +52,15 @@ class Page:
             "/dashboard/signup", {"email": email, "password": PASSWORD, "password2": PASSWORD}
         )
         assert r.status_code == 303, r.text
+        await self.get("/dashboard")  # the new session has a new CSRF token
         return email
 
     async def sign_in(self, email: str, password: str = PASSWORD) -> httpx.Response:
         await self.get("/dashboard/signin")
-        return await self.post("/dashboard/signin", {"email": email, "password": password})
+        r = await self.post("/dashboard/signin", {"email": email, "password": password})
+        if r.status_code == 303:
+            await self.get("/dashboard")  # the new session has a new CSRF token
+        return r
 
     async def create_service(self, name: str = "Shop") -> int:
         r = await self.post("/dashboard/services", {"name": name, "use_direction": "checkout"})

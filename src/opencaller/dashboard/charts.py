@@ -66,7 +66,7 @@ def bar_chart(
         )
     for i, label in enumerate(labels):
         x = left + i * slot + (slot - bar_w) / 2
-        base = top + plot_h
+        base = float(top + plot_h)
         for s in series:
             v = s.values[i]
             if v <= 0:

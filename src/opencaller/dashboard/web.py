@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from markupsafe import Markup, escape
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -24,6 +24,7 @@ from .throttle import LoginThrottle
 
 TEMPLATES = Path(__file__).parent / "templates"
 SIGNIN = "/dashboard/signin"
+FORM_EXPIRED = "The form has expired. Reload the page and try again."
 
 
 class NotFound(Exception):
@@ -157,8 +158,7 @@ def page(dash: Dash, view: View, *, public: bool = False, admin: bool = False) -
             ctx.form = await request.form()
             if not csrf.valid(session, request, ctx.form):
                 response: Response = ctx.render("error.html", status=403, code=403,
-                                                message="The form has expired. Reload the page"
-                                                " and try again.")
+                                                message=FORM_EXPIRED)
                 await dash.sessions.save(request, response, session)
                 return response
         if not public and account is None:

@@ -28,7 +28,8 @@ async def _password_hash(ctx: Ctx, account_id: int) -> str:
 async def _start_session(ctx: Ctx, account_id: int) -> None:
     ctx.session.reset()
     ctx.session.set("account", account_id)
-    ctx.session.set("mark", await ctx.dash.sessions.password_mark(await _password_hash(ctx, account_id)))
+    mark = await ctx.dash.sessions.password_mark(await _password_hash(ctx, account_id))
+    ctx.session.set("mark", mark)
 
 
 async def signup(ctx: Ctx) -> Response:

@@ -117,7 +117,7 @@ async def archive(ctx: Ctx) -> Response:
 
 async def settings(ctx: Ctx) -> Response:
     service = await _service(ctx)
-    form = {
+    form: dict[str, Any] = {
         "allowed_countries": ctx.field("allowed_countries"),
         "hourly_limit": ctx.field("hourly_limit"),
         "ip_allowlist": ctx.field("ip_allowlist"),
