@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import secrets
 
 import pyotp
 from starlette.responses import RedirectResponse, Response
@@ -17,6 +19,12 @@ from ..web import Ctx, Dash, page
 
 HOME = "/dashboard"
 MIN_PASSWORD = 8
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the e-mail is unknown, so both cases take the same time."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 async def _password_hash(ctx: Ctx, account_id: int) -> str:
@@ -79,7 +87,7 @@ async def signin(ctx: Ctx) -> Response:
         else:
             async with ctx.rt.db.read() as conn:
                 account = await get_account_by_email(conn, email)
-            hashed = await _password_hash(ctx, account.id) if account else ""
+            hashed = await _password_hash(ctx, account.id) if account else _dummy_hash()
             ok = await asyncio.to_thread(verify_password, hashed, ctx.field("password"))
             if account is None or not ok:
                 throttle.failed(ctx.ip, email, now)
