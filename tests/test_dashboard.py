@@ -549,3 +549,30 @@ def test_every_phrase_has_a_russian_translation() -> None:
     missing = sorted(p for p in used if p not in RU)
     assert not missing, missing
     assert len(used) > 100
+
+
+async def test_configured_secret_signs_sessions(api: Api, settings: Settings) -> None:
+    from itsdangerous import URLSafeTimedSerializer
+
+    from opencaller.dashboard.session import COOKIE, Sessions
+    from opencaller.runtime import Runtime
+
+    node = Runtime(settings.model_copy(update={"secret": "s" * 40}), dispatch=False)
+    try:
+        assert await Sessions(node).secret() == "s" * 40
+    finally:
+        await node.db.close()
+    p = new_page(api.client)
+    await p.get("/dashboard/signin")
+    stored = await Sessions(api.rt).secret()  # generated and kept in the database
+    data = URLSafeTimedSerializer(stored, salt="opencaller.dashboard.session").loads(
+        p.client.cookies[COOKIE]
+    )
+    assert data["csrf"] == p.csrf
+
+
+async def test_the_api_root_is_never_redirected(api: Api) -> None:
+    r = await api.client.get("/", headers={"Accept": "text/html"})
+    assert r.status_code == 200 and r.json()["status"] is False
+    r = await api.client.get("/static/dashboard.css")
+    assert r.status_code == 200 and "text/css" in r.headers["content-type"]
