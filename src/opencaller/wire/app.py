@@ -112,7 +112,9 @@ async def health(rt: Runtime) -> Response:
     )
 
 
-def create_app(rt: Runtime, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+def create_app(
+    rt: Runtime, extra_routes: list[BaseRoute] | None = None, *, dashboard: bool = True
+) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await rt.start()
@@ -123,6 +125,10 @@ def create_app(rt: Runtime, extra_routes: list[BaseRoute] | None = None) -> Star
 
     endpoint = api_endpoint(rt)
     routes: list[BaseRoute] = list(extra_routes or [])
+    if dashboard:  # /dashboard, /admin and /static; imported here as it imports this module
+        from ..dashboard import routes as dashboard_routes
+
+        routes.extend(dashboard_routes(rt))
     routes.append(Route("/{path:path}", endpoint, methods=ALL_METHODS))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = rt

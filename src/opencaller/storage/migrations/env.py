@@ -9,8 +9,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-import opencaller.storage.numbering_tables
-import opencaller.storage.webhook_tables  # noqa: F401
+# Importing these registers their tables on the shared metadata, for autogenerate.
+from opencaller.storage import (  # noqa: F401
+    dashboard_tables,
+    numbering_tables,
+    webhook_tables,
+)
 from opencaller.storage.tables import metadata
 
 config = context.config

@@ -1,0 +1,169 @@
+"""Operator: accounts — search, block, verify phone, top up or correct, assign a tariff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ...domain import billing
+from ...domain.accounts import Account, get_account
+from ...storage.tables import accounts, ledger, services, tariffs
+from .. import data, fmt
+from ..web import Ctx, Dash, NotFound, int_param, page
+
+
+async def accounts_list(ctx: Ctx) -> Response:
+    search = ctx.arg("q")[:254]
+    page_no = fmt.parse_int(ctx.arg("page"), low=1, high=1_000_000) or 1
+    cond: list[Any] = []
+    if search:
+        alts = [
+            accounts.c.email.contains(search.lower(), autoescape=True),
+            accounts.c.phone.contains(search, autoescape=True),
+        ]
+        if search.isdigit() and len(search) <= 18:
+            alts.append(accounts.c.id == int(search))
+        cond.append(or_(*alts))
+    async with ctx.rt.db.read() as conn:
+        total = int(
+            (
+                await conn.execute(select(func.count()).select_from(accounts).where(*cond))
+            ).scalar_one()
+        )
+        rows = (
+            await conn.execute(
+                select(accounts, tariffs.c.name.label("tariff_name"))
+                .outerjoin(tariffs, tariffs.c.id == accounts.c.tariff_id)
+                .where(*cond)
+                .order_by(accounts.c.id.desc())
+                .limit(data.PAGE_SIZE)
+                .offset((page_no - 1) * data.PAGE_SIZE)
+            )
+        ).all()
+    pages = max(1, -(-total // data.PAGE_SIZE))
+    return ctx.render(
+        "admin/accounts.html", rows=rows, q=search, total=total, page_no=page_no, pages=pages
+    )
+
+
+async def _account(ctx: Ctx) -> Account:
+    aid = int_param(ctx.request.path_params.get("aid"))
+    async with ctx.rt.db.read() as conn:
+        account = await get_account(conn, aid)
+    if account is None:
+        raise NotFound
+    return account
+
+
+async def account_page(ctx: Ctx, errors: list[str] | None = None, status: int = 200) -> Response:
+    account = await _account(ctx)
+    async with ctx.rt.db.read() as conn:
+        svc = (
+            await conn.execute(
+                select(services).where(services.c.account_id == account.id).order_by(services.c.id)
+            )
+        ).all()
+        moves = (
+            await conn.execute(
+                select(ledger)
+                .where(ledger.c.account_id == account.id)
+                .order_by(ledger.c.id.desc())
+                .limit(20)
+            )
+        ).all()
+        all_tariffs = (await conn.execute(select(tariffs).order_by(tariffs.c.id))).all()
+    return ctx.render(
+        "admin/account.html",
+        status=status,
+        account=account,
+        services=svc,
+        moves=moves,
+        tariffs=all_tariffs,
+        errors=errors or [],
+    )
+
+
+async def show(ctx: Ctx) -> Response:
+    return await account_page(ctx)
+
+
+async def _set(ctx: Ctx, account: Account, action: str, **values: Any) -> Response:
+    async with ctx.rt.db.write() as conn:
+        await conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account.id)
+            .values(updated_at=ctx.now(), **values)
+        )
+        sids = (
+            (await conn.execute(select(services.c.id).where(services.c.account_id == account.id)))
+            .scalars()
+            .all()
+        )
+    for sid in sids:  # the API caches each service with its account
+        ctx.rt.auth.forget(int(sid))
+    await ctx.log(f"{action}: by {ctx.me.email}", account.id)
+    await ctx.log(f"{action}: {account.email}")
+    ctx.flash("Saved.")
+    return ctx.redirect(f"/admin/accounts/{account.id}")
+
+
+async def block(ctx: Ctx) -> Response:
+    account = await _account(ctx)
+    blocked = ctx.field("blocked") == "1"
+    return await _set(
+        ctx, account, "account blocked" if blocked else "account unblocked", blocked=blocked
+    )
+
+
+async def verify_phone(ctx: Ctx) -> Response:
+    account = await _account(ctx)
+    verified = ctx.field("verified") == "1"
+    return await _set(
+        ctx, account, "phone verified" if verified else "phone unverified", phone_verified=verified
+    )
+
+
+async def assign_tariff(ctx: Ctx) -> Response:
+    account = await _account(ctx)
+    tid = int_param(ctx.field("tariff_id"))
+    async with ctx.rt.db.read() as conn:
+        name = (await conn.execute(select(tariffs.c.name).where(tariffs.c.id == tid))).scalar()
+    if name is None:
+        return await account_page(ctx, ["No such tariff."], 400)
+    return await _set(ctx, account, f"tariff changed to {name}", tariff_id=tid)
+
+
+async def credit(ctx: Ctx) -> Response:
+    account = await _account(ctx)
+    amount = fmt.parse_rub(ctx.field("amount"))
+    reason = ctx.field("reason")[:256]
+    errors = []
+    if amount is None or amount == 0:
+        errors.append("Enter an amount in roubles (negative to take money off).")
+    if not reason:
+        errors.append("A reason is required; it is kept in the ledger.")
+    if errors or amount is None:
+        return await account_page(ctx, errors, 400)
+    kind = "topup" if amount > 0 and ctx.field("kind") != "correction" else "correction"
+    async with ctx.rt.db.write() as conn:
+        await billing.credit(
+            conn, account.id, amount, kind=kind, now=ctx.now(), actor=ctx.me.email, reason=reason
+        )
+    await ctx.log(f"balance {kind} {fmt.rub_plain(amount)}: {account.email} ({reason})")
+    ctx.flash("Balance changed.")
+    return ctx.redirect(f"/admin/accounts/{account.id}")
+
+
+def routes(dash: Dash) -> list[BaseRoute]:
+    post = ["POST"]
+    return [
+        Route("/admin/accounts", page(dash, accounts_list, admin=True)),
+        Route("/admin/accounts/{aid}", page(dash, show, admin=True)),
+        Route("/admin/accounts/{aid}/blocked", page(dash, block, admin=True), methods=post),
+        Route("/admin/accounts/{aid}/phone", page(dash, verify_phone, admin=True), methods=post),
+        Route("/admin/accounts/{aid}/tariff", page(dash, assign_tariff, admin=True), methods=post),
+        Route("/admin/accounts/{aid}/credit", page(dash, credit, admin=True), methods=post),
+    ]

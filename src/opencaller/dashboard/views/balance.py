@@ -1,0 +1,95 @@
+"""Balance: current and bonus balance, the tariff and its prices, the ledger and its CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from sqlalchemy import select
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ...domain.accounts import get_account
+from ...storage.tables import tariff_prices, tariffs
+from .. import data, fmt
+from ..web import Ctx, Dash, page
+
+
+async def balance(ctx: Ctx) -> Response:
+    page_no = fmt.parse_int(ctx.arg("page"), low=1, high=1_000_000) or 1
+    async with ctx.rt.db.read() as conn:
+        tariff = None
+        prices: list[object] = []
+        if ctx.me.tariff_id is not None:
+            tariff = (
+                await conn.execute(select(tariffs).where(tariffs.c.id == ctx.me.tariff_id))
+            ).first()
+            prices = list(
+                (
+                    await conn.execute(
+                        select(tariff_prices)
+                        .where(tariff_prices.c.tariff_id == ctx.me.tariff_id)
+                        .order_by(tariff_prices.c.channel, tariff_prices.c.country_iso)
+                    )
+                ).all()
+            )
+        rows, total = await data.ledger_rows(conn, ctx.me.id, page=page_no)
+    pages = max(1, -(-total // data.PAGE_SIZE))
+    return ctx.render(
+        "balance.html", tariff=tariff, prices=prices, rows=rows, page_no=page_no, pages=pages
+    )
+
+
+CSV_HEADER = [
+    "id",
+    "time_utc",
+    "kind",
+    "amount_rub",
+    "balance_after_rub",
+    "channel",
+    "authorization_id",
+    "actor",
+    "reason",
+]
+
+
+async def ledger_csv(ctx: Ctx) -> Response:
+    async with ctx.rt.db.read() as conn:
+        account = await get_account(conn, ctx.me.id)
+        rows, _ = await data.ledger_rows(conn, ctx.me.id, page=None)
+    assert account is not None
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADER)
+    for r in rows:
+        writer.writerow(
+            [
+                r.id,
+                fmt.when(r.created_at),
+                r.kind,
+                fmt.rub_plain(r.amount),
+                fmt.rub_plain(r.balance_after),
+                r.channel or "",
+                r.authorization_id or "",
+                r.actor,
+                _cell(r.reason),
+            ]
+        )
+    name = f"opencaller-ledger-{account.id}-{fmt.day(ctx.now())}.csv"
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _cell(text: str) -> str:
+    """Keep spreadsheets from running a reason typed as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def routes(dash: Dash) -> list[BaseRoute]:
+    return [
+        Route("/dashboard/balance", page(dash, balance)),
+        Route("/dashboard/balance.csv", page(dash, ledger_csv)),
+    ]
