@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -39,13 +40,17 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 def opencaller(*args: str, env: dict[str, str]) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "opencaller", *args],
-        env=env, check=True, capture_output=True, text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return out.stdout
 
 
-async def drive(url: str, params: dict[str, str], calls: int, rate: float
-                ) -> tuple[dict[str, str], float]:
+async def drive(
+    url: str, params: dict[str, str], calls: int, rate: float
+) -> tuple[dict[str, str], float]:
     """Send ``calls`` initCalls at ``rate`` per second; phone -> code of each accepted one."""
     sent: dict[str, str] = {}
     limits = httpx.Limits(max_connections=200)
@@ -54,9 +59,14 @@ async def drive(url: str, params: dict[str, str], calls: int, rate: float
 
         async def one(i: int) -> None:
             phone, code = f"7916{i:07d}", f"{(i * 37) % 10000:04d}"
-            r = await client.get("/v1.0/initCall",
-                                 params={**params, "phone": phone, "code": code})
-            body = r.json()
+            try:
+                r = await client.get(
+                    "/v1.0/initCall", params={**params, "phone": phone, "code": code}
+                )
+                body = r.json()
+            except httpx.HTTPError as exc:
+                print("request failed:", repr(exc), file=sys.stderr)
+                return
             if body.get("status"):
                 sent[phone] = code
             else:
@@ -71,8 +81,9 @@ async def drive(url: str, params: dict[str, str], calls: int, rate: float
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--rate", type=float, default=200.0, help="initCalls per second")
     args = ap.parse_args()
@@ -115,7 +126,9 @@ def main() -> int:
     )  # fmt: skip
     server = subprocess.Popen(
         [sys.executable, "-m", "opencaller", "serve", "--config", str(cfg)],
-        stdout=(work / "server.log").open("wb"), stderr=subprocess.STDOUT, env=env,
+        stdout=(work / "server.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{http_port}"
     try:
@@ -141,26 +154,51 @@ def main() -> int:
 
     logged = [LOG_LINE.search(line) for line in (work / "sipp_logs.log").read_text().splitlines()]
     invites = [m.groups() for m in logged if m]
-    wrong = [(f, p, t) for f, p, t in invites
-             if not (f == p and f.startswith("7900555") and f[-4:] == sent.get(t))]
-    stamps = [float(x) for x in re.findall(r"^(\d+\.\d+)", (work / "sipp_logs.log").read_text(),
-                                           re.M)]
+    wrong = [
+        (f, p, t)
+        for f, p, t in invites
+        if not (f == p and f.startswith("7900555") and f[-4:] == sent.get(t))
+    ]
+    dialled, delays = dispatch_times(work / "db.sqlite")
     screen = (work / "sipp_screen.log").read_text()
     failed = re.search(r"Failed call\s+\|\s+\d+\s+\|\s+(\d+)", screen)
     successful = re.search(r"Successful call\s+\|\s+\d+\s+\|\s+(\d+)", screen)
-    span = (max(stamps) - min(stamps)) if len(stamps) > 1 else float("nan")
-    print(f"| calls | offered rate | initCall span s | SIPp INVITEs | SIPp successful |"
-          f" SIPp failed | calls/s at SIPp | wrong caller IDs | call_status 1 |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {args.calls} | {args.rate:.0f}/s | {took:.1f} | {len(invites)} |"
-          f" {successful.group(1) if successful else '?'} |"
-          f" {failed.group(1) if failed else '?'} |"
-          f" {len(invites) / span if span == span and span > 0 else float('nan'):.0f} |"
-          f" {len(wrong)} | {finals} |")
-    print(f"\ncommand: python bench/sip_api.py --calls {args.calls} --rate {args.rate:.0f}"
-          f"   (work files: {work})")
+    span = (max(dialled) - min(dialled)) if len(dialled) > 1 else float("nan")
+    print(
+        "| calls | offered | accepted | SIPp INVITEs | SIPp ok | SIPp failed |"
+        " calls/s dialled | dispatch delay p50 / p99 ms | wrong caller IDs | call_status 1 |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {args.calls} | {args.rate:.0f}/s | {len(sent)} | {len(invites)} |"
+        f" {successful.group(1) if successful else '?'} |"
+        f" {failed.group(1) if failed else '?'} |"
+        f" {len(dialled) / span:.0f} |"
+        f" {pct(delays, 0.5) * 1000:.1f} / {pct(delays, 0.99) * 1000:.1f} |"
+        f" {len(wrong)} | {finals} |"
+    )
+    print(f"(initCall requests took {took:.1f} s to send)")
+    print(
+        f"\ncommand: python bench/sip_api.py --calls {args.calls} --rate {args.rate:.0f}"
+        f"   (work files: {work})"
+    )
     ok = len(invites) == args.calls and not wrong and finals == args.calls
     return 0 if ok else 1
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+def dispatch_times(db: Path) -> tuple[list[float], list[float]]:
+    """When each call was dialled, and how long after its initCall was stored."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT dialed_at, dialed_at - created_at FROM authorizations"
+            " WHERE dialed_at IS NOT NULL"
+        ).fetchall()
+    return [r[0] for r in rows], [r[1] for r in rows]
 
 
 async def final_statuses(url: str, params: dict[str, str], n: int) -> int:
@@ -171,8 +209,9 @@ async def final_statuses(url: str, params: dict[str, str], n: int) -> int:
         async def one(uid: int) -> int:
             async with sem:
                 for _ in range(100):
-                    body = (await client.get("/v1.0/getInfo",
-                                             params={**params, "uid": str(uid)})).json()
+                    body = (
+                        await client.get("/v1.0/getInfo", params={**params, "uid": str(uid)})
+                    ).json()
                     if body.get("call_status", -1) != -1:
                         return 1 if body["call_status"] == 1 else 0
                     await asyncio.sleep(0.2)

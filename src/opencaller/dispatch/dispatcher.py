@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -95,9 +96,14 @@ class Dispatcher:
     # -- claiming ---------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
+        last_recovery = 0.0
         while not self._stopping:
             try:
-                await self.recover()
+                # Recovery looks for other processes' expired leases: once a poll interval
+                # is plenty, and it keeps two queries off every wake-up.
+                if time.monotonic() - last_recovery >= self.poll_interval_s:
+                    last_recovery = time.monotonic()
+                    await self.recover()
                 claimed = await self.claim()
             except asyncio.CancelledError:
                 raise

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,15 +36,23 @@ class Database:
         self.url = url
         self.sqlite = is_sqlite(url)
         self.reader: AsyncEngine = create_engine(url, pool_size=pool_size)
+        # SQLite has one writer at a time. Queueing this process's writers on a lock keeps them
+        # out of SQLite's busy handler, which sleeps up to 100 ms between retries.
+        self._write_lock: asyncio.Lock | None = None
         if self.sqlite:
             self.writer = create_engine(url)
             _immediate(self.writer)
+            self._write_lock = asyncio.Lock()
         else:
             self.writer = self.reader
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.writer.begin() as conn:
+        if self._write_lock is None:
+            async with self.writer.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.writer.begin() as conn:
             yield conn
 
     @asynccontextmanager
