@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,12 @@ def is_sqlite(url: str) -> bool:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; busy_timeout makes writers queue, not fail.
+    # busy_timeout first: switching a new file to WAL needs a moment of exclusive access,
+    # and a connection opened at the same time must wait for it rather than fail.
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -58,6 +62,18 @@ def alembic_config(url: str) -> Config:
 def migrate(url: str) -> None:
     """Bring the database to the newest schema (all heads). Safe to run on every start."""
     command.upgrade(alembic_config(url), "heads")
+    if is_sqlite(url):
+        _wal(url)
+
+
+def _wal(url: str) -> None:
+    """Put a SQLite file in WAL mode once, while nothing else has it open: the mode is kept
+    in the file, so connections opened later never race to switch it."""
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
 
 
 async def migrate_async(url: str) -> None:
