@@ -6,10 +6,12 @@ import logging
 
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
+from .dispatch.wakeup import Listener, Notifier
 from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
 from .domain.throttle import Counters, MemoryCounters
 from .storage.database import Database
+from .storage.redis_counters import RedisCounters
 from .telephony.base import Provider
 from .telephony.simulator import Simulator
 from .wire.auth import Authenticator
@@ -37,8 +39,11 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.clock = clock or Clock()
-        self.db = Database(settings.database_url)
-        self.counters: Counters = counters or MemoryCounters()
+        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        self.redis: RedisCounters | None = None
+        if counters is None and settings.redis_url:
+            self.redis = RedisCounters(settings.redis_url, prefix=settings.redis_prefix)
+        self.counters: Counters = counters or self.redis or MemoryCounters()
         self.simulator = Simulator(settings.simulator)
         self.provider: Provider = provider or build_provider(settings, self.simulator)
         self.auth = Authenticator(self.db, self.counters, cache_s=settings.auth_cache_s)
@@ -53,6 +58,15 @@ class Runtime:
                 concurrency=settings.dispatch_concurrency,
                 poll_interval_s=settings.poll_interval_s,
             )
+        # Across processes (PostgreSQL only): API nodes without a dispatcher tell the workers
+        # that a call is queued; processes with a dispatcher listen.
+        self.notifier: Notifier | None = None
+        self.listener: Listener | None = None
+        if not self.db.sqlite:
+            if self.dispatcher is None:
+                self.notifier = Notifier(settings.database_url)
+            else:
+                self.listener = Listener(settings.database_url, self.dispatcher.wake)
         self.policy = Policy(
             test_numbers=frozenset(settings.test_numbers),
             test_ranges=tuple(settings.test_ranges),
@@ -71,6 +85,19 @@ class Runtime:
     def _notify(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
+        elif self.notifier is not None:
+            self.notifier.poke()
+
+    async def healthy(self) -> tuple[bool, bool]:
+        """(database, providers) — Redis, when configured, counts as part of the database."""
+        database = await self.db.ping()
+        if database and self.redis is not None:
+            database = await self.redis.ping()
+        try:
+            providers = await self.provider.healthy()
+        except Exception:
+            providers = False
+        return database, providers
 
     async def start(self) -> None:
         await self.provider.start()
@@ -78,9 +105,17 @@ class Runtime:
             await self.simulator.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
+        if self.listener is not None:
+            await self.listener.start()
 
     async def stop(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
         if self.dispatcher is not None:
-            await self.dispatcher.stop()
+            await self.dispatcher.stop(drain_s=self.settings.drain_s)
+        if self.notifier is not None:
+            await self.notifier.close()
         await self.provider.close()
+        if self.redis is not None:
+            await self.redis.close()
         await self.db.close()
