@@ -101,7 +101,7 @@ class Api:
     ) -> tuple[int, str, int]:
         return await add_customer(self.rt, balance_rub, email)
 
-    async def wait_final(self, uid: int, timeout: float = 10.0) -> dict[str, Any]:
+    async def wait_final(self, uid: int, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:

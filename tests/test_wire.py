@@ -68,7 +68,7 @@ async def test_header_wins_over_query(api: Api) -> None:
     ["missing", "wrong_key", "wrong_service", "bad_header", "short_key", "other_service_key"],
 )
 async def test_auth_failures_answer_401_object(api: Api, how: str) -> None:
-    other_sid, other_key, _ = await api.new_service()
+    _sid, other_key, _ = await api.new_service()
     params: dict[str, Any] = {}
     headers: dict[str, str] = {}
     if how == "wrong_key":
