@@ -78,8 +78,9 @@ def drop_pg(url: str) -> None:
     u = make_url(url)
 
     async def run() -> None:
-        conn = await asyncpg.connect(u.set(drivername="postgresql", database="postgres")
-                                     .render_as_string(False))
+        conn = await asyncpg.connect(
+            u.set(drivername="postgresql", database="postgres").render_as_string(False)
+        )
         await conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
         await conn.close()
 
@@ -95,7 +96,10 @@ async def customer(url: str) -> tuple[int, str]:
             aid = await create_account(conn, email="bench@example.com", now=now, tariff_id=tariff)
             await billing.credit(conn, aid, 10**15, kind="topup", now=now)
             return await create_service(
-                conn, account_id=aid, name="bench", now=now,
+                conn,
+                account_id=aid,
+                name="bench",
+                now=now,
                 settings=ServiceSettings(rps_limit=10**9),
             )
     finally:
@@ -164,17 +168,30 @@ class Servers:
         s = self.setup
         (s.workdir / "metrics").mkdir(parents=True, exist_ok=True)
         env = s.env()
-        cmd = [sys.executable, "-m", "opencaller", "serve", "--port", str(self.port),
-               "--workers", str(s.procs)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "opencaller",
+            "serve",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(s.procs),
+        ]
         if s.redis_url:
             cmd.append("--no-dispatch")
         log = (s.workdir / "api.log").open("ab")
         self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
         if s.redis_url:
             wlog = (s.workdir / "worker.log").open("ab")
-            self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "opencaller", "worker"], env=env, stdout=wlog, stderr=wlog
-            ))
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "opencaller", "worker"],
+                    env=env,
+                    stdout=wlog,
+                    stderr=wlog,
+                )
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -238,8 +255,18 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, script: str, args: list[str], conns: int, seconds: int) -> WrkResult:
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(HERE / script),
-           url, "--", *args]
+    cmd = [
+        "wrk",
+        "-t2",
+        f"-c{conns}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(HERE / script),
+        url,
+        "--",
+        *args,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -269,9 +296,9 @@ class Row:
     note: str = ""
 
 
-def run_setup(setup: Setup, conc: list[int], seconds: int, op_codes: list[str]) -> tuple[
-    list[Row], dict[str, float]
-]:
+def run_setup(
+    setup: Setup, conc: list[int], seconds: int, op_codes: list[str]
+) -> tuple[list[Row], dict[str, float]]:
     migrate(setup.db_url)
     sid, key = asyncio.run(customer(setup.db_url))
     servers = Servers(setup)
@@ -286,32 +313,61 @@ def run_setup(setup: Setup, conc: list[int], seconds: int, op_codes: list[str]) 
         best_init = 0.0
         for c in conc:
             ceiling = wrk(base + "/livez", "plain.lua", [], c, seconds)
-            rows.append(Row(setup.name, "bare route (ceiling)", c, ceiling.rps, ceiling.p50_ms,
-                            ceiling.p99_ms, 1.0, ceiling.bad))
-            r = wrk(base + "/v1.0/initCall", "initcall.lua", [str(sid), key, op_codes.pop()],
-                    c, seconds)
+            rows.append(
+                Row(
+                    setup.name,
+                    "bare route (ceiling)",
+                    c,
+                    ceiling.rps,
+                    ceiling.p50_ms,
+                    ceiling.p99_ms,
+                    1.0,
+                    ceiling.bad,
+                )
+            )
+            r = wrk(
+                base + "/v1.0/initCall", "initcall.lua", [str(sid), key, op_codes.pop()], c, seconds
+            )
             best_init = max(best_init, r.rps)
-            rows.append(Row(setup.name, "initCall", c, r.rps, r.p50_ms, r.p99_ms,
-                            r.rps / ceiling.rps, r.bad))
+            rows.append(
+                Row(
+                    setup.name, "initCall", c, r.rps, r.p50_ms, r.p99_ms, r.rps / ceiling.rps, r.bad
+                )
+            )
             lo, hi = asyncio.run(id_range(setup.db_url))
-            g = wrk(base + "/v1.0/getInfo", "getinfo.lua", [str(sid), key, str(lo), str(hi)],
-                    c, seconds)
-            rows.append(Row(setup.name, "getInfo", c, g.rps, g.p50_ms, g.p99_ms,
-                            g.rps / ceiling.rps, g.bad))
+            g = wrk(
+                base + "/v1.0/getInfo", "getinfo.lua", [str(sid), key, str(lo), str(hi)], c, seconds
+            )
+            rows.append(
+                Row(setup.name, "getInfo", c, g.rps, g.p50_ms, g.p99_ms, g.rps / ceiling.rps, g.bad)
+            )
         # initCall at half the best rate: latency without queueing, and dispatch delay
         time.sleep(2)
         rate = max(50.0, round(best_init / 2, -1))
         op = op_codes.pop()
-        res = asyncio.run(paced(
-            HOST, servers.port,
-            lambda i: f"/v1.0/initCall?service_id={sid}&key={key}&phone=7{op}{i:07d}",
-            rate=rate, seconds=seconds,
-        ))
+        res = asyncio.run(
+            paced(
+                HOST,
+                servers.port,
+                lambda i: f"/v1.0/initCall?service_id={sid}&key={key}&phone=7{op}{i:07d}",
+                rate=rate,
+                seconds=seconds,
+            )
+        )
         ok = [int(b["ucaller_id"]) for b in res.bodies if b.get("status") is True]  # type: ignore[call-overload]
-        rows.append(Row(setup.name, "initCall fixed rate", f"{rate:.0f}/s", len(res.latencies) / seconds,
-                        percentile(res.latencies, 50) * 1000, percentile(res.latencies, 99) * 1000,
-                        None, len(res.bodies) - len(ok),
-                        f"late starts {res.late_starts}"))
+        rows.append(
+            Row(
+                setup.name,
+                "initCall fixed rate",
+                f"{rate:.0f}/s",
+                len(res.latencies) / seconds,
+                percentile(res.latencies, 50) * 1000,
+                percentile(res.latencies, 99) * 1000,
+                None,
+                len(res.bodies) - len(ok),
+                f"late starts {res.late_starts}",
+            )
+        )
         time.sleep(2)  # let the dispatcher place the last calls
         started = {}
         log = setup.workdir / "calls.jsonl"
@@ -336,8 +392,11 @@ def run_setup(setup: Setup, conc: list[int], seconds: int, op_codes: list[str]) 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--setups", default="embedded,pg1,pg2,pg4",
-                   help="embedded (SQLite), pgN (PostgreSQL+Redis, N API processes)")
+    p.add_argument(
+        "--setups",
+        default="embedded,pg1,pg2,pg4",
+        help="embedded (SQLite), pgN (PostgreSQL+Redis, N API processes)",
+    )
     p.add_argument("--concurrency", default="32,128", help="wrk connections, comma separated")
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -352,8 +411,13 @@ def main() -> None:
         if name == "embedded":
             setup = Setup(name, f"sqlite:///{workdir}/bench.db", None, 1, workdir)
         else:
-            setup = Setup(f"PG+Redis, {name[2:]} API proc", create_pg(args.pg_url),
-                          args.redis_url, int(name[2:]), workdir)
+            setup = Setup(
+                f"PG+Redis, {name[2:]} API proc",
+                create_pg(args.pg_url),
+                args.redis_url,
+                int(name[2:]),
+                workdir,
+            )
         print(f"== {setup.name} ({workdir})", file=sys.stderr, flush=True)
         try:
             r, extra = run_setup(setup, conc, args.seconds, op_codes)
@@ -367,24 +431,31 @@ def main() -> None:
             f" {extra['api_rss_mb']:.0f} | {extra.get('worker_rss_mb', float('nan')):.0f} |"
         )
         print("\n".join(table(r)), file=sys.stderr, flush=True)
-    print(f"Command: `{' '.join(shlex.quote(a) for a in ['python', '-m', 'bench.api', *sys.argv[1:]])}`")
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "bench.api", *sys.argv[1:]])
+    print(f"Command: `{command}`")
     print(f"Machine: {machine()}\n")
     print("\n".join(table(rows)))
     print()
-    print("| setup | initCall rate | dispatch delay p50 ms | p99 ms | dispatched | peak RSS"
-          " per API proc MB | worker MB |")
+    print(
+        "| setup | initCall rate | dispatch delay p50 ms | p99 ms | dispatched | peak RSS"
+        " per API proc MB | worker MB |"
+    )
     print("|---|---|---|---|---|---|---|")
     print("\n".join(summary))
 
 
 def table(rows: list[Row]) -> list[str]:
-    out = ["| setup | method | conns | req/s | p50 ms | p99 ms | ratio to ceiling | bad answers |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| setup | method | conns | req/s | p50 ms | p99 ms | ratio to ceiling | bad answers |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
         bad = f"{r.bad}" + (f" ({r.note})" if r.note else "")
-        out.append(f"| {r.setup} | {r.method} | {r.conns} | {r.rps:,.0f} | {r.p50:.1f} |"
-                   f" {r.p99:.1f} | {ratio} | {bad} |")
+        out.append(
+            f"| {r.setup} | {r.method} | {r.conns} | {r.rps:,.0f} | {r.p50:.1f} |"
+            f" {r.p99:.1f} | {ratio} | {bad} |"
+        )
     return out
 
 
@@ -395,8 +466,10 @@ def machine() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
-    return (f"{os.cpu_count()} CPU ({cpu}), {int(mem) // 1024 // 1024} GB RAM,"
-            f" Linux {platform.release()}, Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} CPU ({cpu}), {int(mem) // 1024 // 1024} GB RAM,"
+        f" Linux {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 if __name__ == "__main__":

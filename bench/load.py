@@ -43,7 +43,12 @@ class Paced:
 
 
 async def paced(
-    host: str, port: int, path_of: Callable[[int], str], *, rate: float, seconds: float,
+    host: str,
+    port: int,
+    path_of: Callable[[int], str],
+    *,
+    rate: float,
+    seconds: float,
     connections: int = 64,
 ) -> Paced:
     pool: asyncio.Queue[Conn] = asyncio.Queue()
@@ -81,4 +86,4 @@ def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
