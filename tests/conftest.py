@@ -4,6 +4,7 @@ OPENCALLER_TEST_DATABASE_URL points at one), the app in-process, and live server
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from opencaller.domain.clock import FakeClock
 from .support import Api, make_api, pg_database, reset_database
 
 PG_URL = os.environ.get("OPENCALLER_TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("OPENCALLER_TEST_REDIS_URL", "")
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +43,18 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def settings(db_url: str) -> Settings:
+def redis_prefix() -> str:
+    """Redis keys of one test, so parallel runs and earlier tests never collide."""
+    return f"oc-test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def settings(db_url: str, redis_prefix: str) -> Settings:
+    # With OPENCALLER_TEST_REDIS_URL set (the PostgreSQL run) the counters live in Redis.
     return Settings(
         database_url=db_url,
+        redis_url=REDIS_URL or None,
+        redis_prefix=redis_prefix,
         demo=False,
         auth_cache_s=0,
         poll_interval_s=0.05,

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./var/opencaller.db"
     redis_url: str | None = None
+    redis_prefix: str = "oc:"  # keys of this installation, so several can share one Redis
+    db_pool_size: int = 10  # connections per process (PostgreSQL); as many again on overflow
     host: str = "127.0.0.1"
     port: int = 8080
     trusted_proxies: list[str] = Field(default_factory=list)  # honour X-Forwarded-For from these
@@ -51,7 +53,8 @@ class Settings(BaseSettings):
     # Dispatch
     dispatch_concurrency: int = 200
     lease_s: float = 30.0
-    poll_interval_s: float = 0.5
+    poll_interval_s: float = 0.5  # fallback when no wake-up arrives (LISTEN/NOTIFY)
+    drain_s: float = 10.0  # how long a stopping worker lets calls in progress finish
     auth_cache_s: float = 1.0  # how long a service's key and settings are cached per node
     # Demo account created on a new database by `serve`
     demo: bool = True

@@ -8,6 +8,7 @@ import logging
 
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
+from .dispatch.wakeup import Listener, Notifier
 from .domain.authentication import Authenticator
 from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
@@ -15,6 +16,7 @@ from .domain.inbound import InboundVerifications
 from .domain.throttle import Counters, MemoryCounters
 from .numbering import PhoneDirectory
 from .storage.database import Database
+from .storage.redis_counters import RedisCounters
 from .telephony.base import InboundCall, Provider
 from .telephony.simulator import Simulator
 from .webhooks.deliverer import WebhookDeliverer
@@ -42,8 +44,11 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.clock = clock or Clock()
-        self.db = Database(settings.database_url)
-        self.counters: Counters = counters or MemoryCounters()
+        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        self.redis: RedisCounters | None = None
+        if counters is None and settings.redis_url:
+            self.redis = RedisCounters(settings.redis_url, prefix=settings.redis_prefix)
+        self.counters: Counters = counters or self.redis or MemoryCounters()
         self.simulator = Simulator(settings.simulator)
         self.provider: Provider = provider or build_provider(settings, self.simulator)
         self.directory = PhoneDirectory(self.db.reader)
@@ -60,6 +65,15 @@ class Runtime:
                 concurrency=settings.dispatch_concurrency,
                 poll_interval_s=settings.poll_interval_s,
             )
+        # Across processes (PostgreSQL only): API nodes without a dispatcher tell the workers
+        # that a call is queued; processes with a dispatcher listen.
+        self.notifier: Notifier | None = None
+        self.listener: Listener | None = None
+        if not self.db.sqlite:
+            if self.dispatcher is None:
+                self.notifier = Notifier(settings.database_url)
+            else:
+                self.listener = Listener(settings.database_url, self.dispatcher.wake)
         self.policy = Policy(
             test_numbers=frozenset(settings.test_numbers),
             test_ranges=tuple(settings.test_ranges),
@@ -83,6 +97,19 @@ class Runtime:
     def _notify(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
+        elif self.notifier is not None:
+            self.notifier.poke()
+
+    async def healthy(self) -> tuple[bool, bool]:
+        """(database, providers) — Redis, when configured, counts as part of the database."""
+        database = await self.db.ping()
+        if database and self.redis is not None:
+            database = await self.redis.ping()
+        try:
+            providers = await self.provider.healthy()
+        except Exception:
+            providers = False
+        return database, providers
 
     async def start(self) -> None:
         # Only processes that place calls open the trunk and answer inbound calls; API-only
@@ -94,6 +121,8 @@ class Runtime:
         if self.provider is not self.simulator:
             await self.simulator.start()
         await self.dispatcher.start()
+        if self.listener is not None:
+            await self.listener.start()
         deliverer = WebhookDeliverer(self.db.writer, poll_interval_s=0.5)
         self._background.append(asyncio.create_task(deliverer.run(self._stop)))
 
@@ -102,10 +131,16 @@ class Runtime:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self.listener is not None:
+            await self.listener.close()
         if self.dispatcher is not None:
-            await self.dispatcher.stop()
+            await self.dispatcher.stop(drain_s=self.settings.drain_s)
             await self.provider.close()
+        if self.notifier is not None:
+            await self.notifier.close()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 5)
+        if self.redis is not None:
+            await self.redis.close()
         await self.db.close()

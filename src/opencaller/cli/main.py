@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -20,6 +20,7 @@ from ..domain.clock import Clock
 from ..domain.money import to_rub, to_units
 from ..domain.passwords import hash_password
 from ..domain.settings import ServiceSettings
+from ..observability.logs import setup_logging
 from ..storage.database import Database
 from ..storage.db import is_sqlite, make_url_dir, migrate
 from ..storage.tables import services
@@ -79,9 +80,7 @@ def serve(
     import uvicorn
 
     settings = _settings(config, host=host, port=port)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    setup_logging(settings.log_level, json=settings.log_json)
     _prepare(settings)
     now = Clock().now()
     if settings.demo:
@@ -108,6 +107,9 @@ def serve(
         _run(settings, lambda db: ensure_tariff(db, now))
     if no_dispatch:
         os.environ["OPENCALLER_NO_DISPATCH"] = "1"
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # One set of metrics for all API processes (prometheus_client multiprocess mode).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="opencaller-metrics-")
     uvicorn.run(
         "opencaller.server:build_app",
         factory=True,
@@ -116,7 +118,27 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        loop="uvloop",
+        http="httptools",
     )
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+    ] = None,
+) -> None:
+    """Place calls only (no HTTP): take queued calls from the database until SIGTERM.
+
+    Run `opencaller migrate` first; start as many workers as you like, on any machines.
+    """
+    from ..dispatch.worker import main as worker_main
+
+    settings = _settings(config)
+    setup_logging(settings.log_level, json=settings.log_json)
+    worker_main(settings, metrics_port=metrics_port)
 
 
 @app.command("migrate")

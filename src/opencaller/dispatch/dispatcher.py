@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -25,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..domain import billing
 from ..domain.authorizations import INBOUND_TTL_S
 from ..domain.clock import Clock
+from ..observability import metrics
 from ..storage.database import Database
 from ..storage.tables import authorizations
 from ..telephony.base import CallKind, CallReport, CallRequest, Outcome, Provider
@@ -66,6 +66,9 @@ class Dispatcher:
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
+        # Recovery scans the table; once a second is plenty and keeps it off the wake-up path.
+        self.recover_interval_s = min(1.0, lease_s / 3)
+        self._recovered_at = -1e18
 
     def wake(self) -> None:
         self._wake.set()
@@ -96,13 +99,11 @@ class Dispatcher:
     # -- claiming ---------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        last_recovery = 0.0
         while not self._stopping:
             try:
-                # Recovery looks for other processes' expired leases: once a poll interval
-                # is plenty, and it keeps two queries off every wake-up.
-                if time.monotonic() - last_recovery >= self.poll_interval_s:
-                    last_recovery = time.monotonic()
+                loop_now = asyncio.get_running_loop().time()
+                if loop_now - self._recovered_at >= self.recover_interval_s:
+                    self._recovered_at = loop_now
                     await self.recover()
                 claimed = await self.claim()
             except asyncio.CancelledError:
@@ -143,6 +144,7 @@ class Dispatcher:
                 )
             ).all()
         for r in rows:
+            metrics.DISPATCH_DELAY.observe(max(0.0, now - r.created_at))
             request = CallRequest(int(r.id), r.phone, r.code, CallKind(r.kind))
             provider = self.simulator if r.is_test else self.provider
             task = asyncio.create_task(self._call(request, provider), name=f"call-{r.id}")
@@ -197,6 +199,7 @@ class Dispatcher:
                 return False  # someone else finalised it (lease lost)
             if status == 0 and row.cost > 0 and not row.refunded:
                 await refund(conn, auth_id, row.account_id, row.cost, row.kind, now)
+        metrics.CALLS.labels(report.outcome.value).inc()
         log.info(
             "call finished",
             extra={
@@ -269,6 +272,7 @@ class Dispatcher:
                 return 0
             if row.cost > 0 and not row.refunded:
                 await refund(conn, auth_id, row.account_id, row.cost, row.kind, now)
+        metrics.CALLS.labels(report.outcome.value).inc()
         log.warning(
             "call finalised by recovery",
             extra={"ucaller_id": auth_id, "outcome": report.outcome.value},

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..storage.database import Database
 from ..storage.tables import accounts, services
@@ -25,8 +26,12 @@ class Demo:
 
 
 async def ensure_tariff(db: Database, now: float) -> int:
-    async with db.write() as conn:
-        return await billing.ensure_default_tariff(conn, now)
+    try:
+        async with db.write() as conn:
+            return await billing.ensure_default_tariff(conn, now)
+    except IntegrityError:  # several nodes started at once and another one made it
+        async with db.write() as conn:
+            return await billing.ensure_default_tariff(conn, now)
 
 
 async def ensure_demo(db: Database, *, email: str, balance_rub: float, now: float) -> Demo:

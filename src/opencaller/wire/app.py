@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..errors import Code, UcallerError
+from ..observability import metrics
 from ..runtime import Runtime
+from ..storage.tables import authorizations
 from .auth import credentials
 from .methods import METHODS
 from .params import read_args
@@ -83,6 +87,9 @@ def api_endpoint(rt: Runtime) -> Callable[[Request], Any]:
         name = method_name(request.url.path)
         if name == "health":
             return await health(rt)
+        started = time.perf_counter()
+        label = name if name in METHODS else "unknown"
+        code = "ok"
         try:
             if name is None or name not in METHODS or request.method not in ("GET", "POST"):
                 raise UcallerError(Code.METHOD_NOT_SUPPORTED)
@@ -93,20 +100,21 @@ def api_endpoint(rt: Runtime) -> Callable[[Request], Any]:
             body = await METHODS[name](rt, caller, args)
             return json_response(body)
         except UcallerError as err:
+            code = str(int(err.code))
             return error_response(err)
         except Exception:
+            code = str(int(Code.INTERNAL))
             log.exception("unhandled error", extra={"path": request.url.path})
             return error_response(UcallerError(Code.INTERNAL))
+        finally:
+            metrics.REQUESTS.labels(label, code).inc()
+            metrics.LATENCY.labels(label).observe(time.perf_counter() - started)
 
     return endpoint
 
 
 async def health(rt: Runtime) -> Response:
-    database = await rt.db.ping()
-    try:
-        providers = await rt.provider.healthy()
-    except Exception:
-        providers = False
+    database, providers = await rt.healthy()
     return json_response(
         {"status": database and providers, "database": database, "providers": providers}
     )
@@ -124,12 +132,41 @@ def create_app(
             await rt.stop()
 
     endpoint = api_endpoint(rt)
+    queue = metrics.QueueDepth()
+
+    async def metrics_endpoint(request: Request) -> Response:
+        try:
+            queue.depth = await queue_depth(rt)
+        except Exception:
+            log.warning("queue depth unavailable", exc_info=True)
+        return Response(metrics.render(queue), media_type=metrics.CONTENT_TYPE)
+
+    async def livez(request: Request) -> Response:
+        # Liveness for load balancers: answers without touching the database.
+        return PlainTextResponse("ok")
+
     routes: list[BaseRoute] = list(extra_routes or [])
     if dashboard:  # /dashboard, /admin and /static; imported here as it imports this module
         from ..dashboard import routes as dashboard_routes
 
         routes.extend(dashboard_routes(rt))
+    routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    routes.append(Route("/livez", livez, methods=["GET", "HEAD"]))
     routes.append(Route("/{path:path}", endpoint, methods=ALL_METHODS))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = rt
     return app
+
+
+async def queue_depth(rt: Runtime) -> dict[str, int]:
+    a = authorizations.c
+    q = (
+        select(a.dispatch_state, func.count())
+        .where(a.dispatch_state.in_(("queued", "dialing", "waiting")))
+        .group_by(a.dispatch_state)
+    )
+    depth = {"queued": 0, "dialing": 0, "waiting": 0}
+    async with rt.db.read() as conn:
+        for state, n in (await conn.execute(q)).all():
+            depth[str(state)] = int(n)
+    return depth

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -22,6 +23,9 @@ target_metadata = metadata
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Nodes that start together migrate one after another; the later ones find no work.
+        connection.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

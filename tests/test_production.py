@@ -1,0 +1,158 @@
+"""Production parts in one process: Redis counters shared by nodes, cross-process wake-up,
+metrics and JSON logs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from opencaller.config import Settings
+from opencaller.dispatch.wakeup import Listener, Notifier
+from opencaller.domain.throttle import MemoryCounters
+from opencaller.observability.logs import JsonFormatter
+from opencaller.runtime import Runtime
+from opencaller.storage.redis_counters import RedisCounters
+
+from .support import Api
+
+REDIS_URL = os.environ.get("OPENCALLER_TEST_REDIS_URL", "")
+needs_redis = pytest.mark.skipif(
+    not REDIS_URL, reason="needs Redis: set OPENCALLER_TEST_REDIS_URL (scripts/test's PG run)"
+)
+needs_pg = pytest.mark.skipif(
+    not os.environ.get("OPENCALLER_TEST_DATABASE_URL"),
+    reason="needs PostgreSQL: set OPENCALLER_TEST_DATABASE_URL (scripts/test's PG run)",
+)
+NOW = 1_767_225_600.0
+
+
+@pytest.fixture
+async def nodes(redis_prefix: str) -> AsyncIterator[tuple[RedisCounters, RedisCounters]]:
+    """Two independent Redis clients standing in for two API nodes."""
+    one = RedisCounters(REDIS_URL, prefix=redis_prefix, fail_limit=5, block_s=900)
+    two = RedisCounters(REDIS_URL, prefix=redis_prefix, fail_limit=5, block_s=900)
+    try:
+        yield one, two
+    finally:
+        await one.close()
+        await two.close()
+
+
+@needs_redis
+async def test_rate_limit_is_exact_across_nodes(nodes: tuple[RedisCounters, RedisCounters]) -> None:
+    one, two = nodes
+    results = await asyncio.gather(
+        *((one if i % 2 else two).hit_rate("svc:1", 7, NOW + 0.5 + i / 1000) for i in range(60))
+    )
+    assert sum(r is None for r in results) == 7
+    assert all(r == 1 for r in results if r is not None)
+    # The next second starts from zero; other keys are independent.
+    assert await one.hit_rate("svc:1", 7, NOW + 1.0) is None
+    assert await two.hit_rate("svc:2", 1, NOW + 0.5) is None
+
+
+@needs_redis
+async def test_auth_failures_block_across_nodes(nodes: tuple[RedisCounters, RedisCounters]) -> None:
+    one, two = nodes
+    ip = "198.51.100.9"
+    await asyncio.gather(*(one.auth_failed(ip, NOW) for _ in range(2)))
+    await asyncio.gather(*(two.auth_failed(ip, NOW) for _ in range(2)))
+    assert await one.blocked_for(ip, NOW) is None  # 4 of 5
+    await two.auth_failed(ip, NOW + 1)
+    assert await one.blocked_for(ip, NOW + 1) == 900
+    assert await two.blocked_for(ip, NOW + 1 + 899.5) == 1
+    assert await two.blocked_for(ip, NOW + 1 + 900) is None
+    assert await one.blocked_for("198.51.100.10", NOW) is None
+
+
+@needs_redis
+async def test_auth_failures_outside_the_window_do_not_count(
+    nodes: tuple[RedisCounters, RedisCounters],
+) -> None:
+    one, _ = nodes
+    ip = "198.51.100.11"
+    for i in range(4):
+        await one.auth_failed(ip, NOW + i)
+    await one.auth_failed(ip, NOW + 301)  # the first ones left the 300 s window
+    assert await one.blocked_for(ip, NOW + 301) is None
+
+
+async def test_memory_and_redis_counters_agree_on_the_protocol() -> None:
+    # The protocol is what the authenticator relies on; both implementations must fit it.
+    mem = MemoryCounters(fail_limit=1)
+    await mem.auth_failed("203.0.113.1", NOW)
+    assert await mem.blocked_for("203.0.113.1", NOW) == 900
+
+
+@needs_redis
+async def test_api_uses_redis_counters(api: Api) -> None:
+    assert isinstance(api.rt.counters, RedisCounters)
+    for _ in range(20):
+        r = await api.client.get(
+            "/v1.0/getBalance", params={"service_id": api.service_id, "key": "x" * 32}
+        )
+        assert r.json()["code"] == 401
+    r = await api.client.get("/v1.0/getBalance", params=api.creds)
+    assert r.json()["code"] == 0  # blocked IP (uCaller code 0), even with the right key
+    keys = await api.rt.counters.redis.keys(f"{api.rt.settings.redis_prefix}blocked:*")
+    assert len(keys) == 1
+
+
+@needs_pg
+async def test_notify_after_commit_wakes_a_listener(db_url: str) -> None:
+    woken = asyncio.Event()
+    listener = Listener(db_url, woken.set)
+    notifier = Notifier(db_url)
+    await listener.start()
+    try:
+        await asyncio.wait_for(listener.ready.wait(), 10)
+        woken.clear()  # the listener wakes once on connect
+        notifier.poke()
+        notifier.poke()  # coalesced with the first
+        await asyncio.wait_for(woken.wait(), 10)
+    finally:
+        await notifier.close()
+        await listener.close()
+
+
+async def test_metrics_count_requests_calls_and_queue(api: Api) -> None:
+    body = await api.get("initCall", phone="79000000001")
+    await api.wait_final(body["ucaller_id"])
+    await api.get("getInfo", uid=10**9)
+    text = (await api.client.get("/metrics")).text
+    assert 'opencaller_requests_total{code="ok",method="initcall"}' in text
+    assert 'opencaller_requests_total{code="' in text and 'method="getinfo"}' in text
+    assert "opencaller_request_seconds_bucket" in text
+    assert 'opencaller_calls_total{outcome="delivered"}' in text
+    assert "opencaller_dispatch_delay_seconds_count" in text
+    assert 'opencaller_queue_depth{state="queued"} 0.0' in text
+
+
+async def test_health_checks_the_database_and_livez_does_not(api: Api) -> None:
+    r = await api.client.get("/v1.0/health")
+    assert r.json() == {"status": True, "database": True, "providers": True}
+    live = await api.client.get("/livez")
+    assert live.status_code == 200 and live.text == "ok"
+
+
+async def test_health_reports_an_unreachable_database() -> None:
+    dead = Settings(database_url="postgresql://postgres@127.0.0.1:9/none", demo=False)
+    rt = Runtime(dead, dispatch=False)
+    try:
+        assert await rt.healthy() == (False, True)
+    finally:
+        await rt.db.close()
+
+
+def test_json_logs_carry_the_ucaller_id() -> None:
+    record = logging.LogRecord(
+        "opencaller.dispatch", logging.INFO, __file__, 1, "call %s", ("x",), None
+    )
+    record.ucaller_id = 42
+    out = orjson.loads(JsonFormatter().format(record))
+    assert out["msg"] == "call x" and out["ucaller_id"] == 42 and out["level"] == "info"
