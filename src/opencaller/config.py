@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     demo: bool = True
     demo_email: str = "demo@opencaller.local"
     demo_balance: float = 1000.0
-    secret: str = ""  # signs dashboard sessions and webhooks; generated and stored if empty
+    secret: str = ""  # signs dashboard sessions; generated once and kept in the database if empty
     log_json: bool = False
     log_level: str = "INFO"
 

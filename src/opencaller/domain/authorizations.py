@@ -8,6 +8,7 @@ fail. Each write is one transaction; the row is committed before any call is att
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -30,6 +31,7 @@ a = authorizations.c
 MAX_FREE_REPEATS = 2
 REPEAT_WINDOW_S = 300.0
 INBOUND_TTL_S = 600.0
+PRICE_CACHE_S = 5.0
 TOUCH_EVERY_S = 1.0
 
 
@@ -123,6 +125,7 @@ class Authorizations:
         self.check_call = check_call
         self.notify = notify or (lambda: None)
         self.confirmation_number = confirmation_number
+        self._prices: dict[tuple[int | None, str, str], tuple[float, int]] = {}
         self._touched: dict[int, float] = {}  # service id -> when this process last wrote it
 
     # -- initCall -------------------------------------------------------------------------
@@ -192,7 +195,7 @@ class Authorizations:
                 await limits.check_number(conn, phone, now)
             price = 0
             if not simulated:
-                price = await billing.price_of(conn, account.tariff_id, kind.value, country)
+                price = await self._price(conn, account.tariff_id, kind.value, country)
             if price > 0:
                 after = await billing.take(conn, account.id, price, now=now)
                 if after is None:
@@ -200,7 +203,7 @@ class Authorizations:
                 balance_before = after + price
             else:
                 balance_before = await billing.balance_of(conn, account.id)
-            auth_id = await self._insert(
+            row = await self._insert(
                 conn,
                 service=service,
                 phone=phone,
@@ -221,13 +224,25 @@ class Authorizations:
                     price,
                     balance_before - price,
                     now=now,
-                    authorization_id=auth_id,
+                    authorization_id=row.id,
                     channel=kind.value,
                 )
             await self._touch_service(conn, service.id, now)
-            row = await self._get(conn, auth_id)
         self.notify()
         return InitResult(row, exists=False, unique=unique)
+
+    async def _price(
+        self, conn: AsyncConnection, tariff_id: int | None, channel: str, country: str
+    ) -> int:
+        """Tariff prices change rarely: each node keeps them for PRICE_CACHE_S seconds."""
+        key = (tariff_id, channel, country)
+        hit = self._prices.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        price = await billing.price_of(conn, tariff_id, channel, country)
+        self._prices[key] = (now + PRICE_CACHE_S, price)
+        return price
 
     def _replay(self, found: Authorization, phone: str, unique: str) -> InitResult:
         if found.phone != phone:
@@ -258,7 +273,7 @@ class Authorizations:
         dispatch_state: str = "queued",
         callback_url: str | None = None,
         confirmation_number: str | None = None,
-    ) -> int:
+    ) -> Authorization:
         result = await conn.execute(
             insert(authorizations)
             .values(
@@ -283,9 +298,9 @@ class Authorizations:
                 callback_url=callback_url,
                 confirmation_number=confirmation_number,
             )
-            .returning(a.id)
+            .returning(*authorizations.c)
         )
-        return int(result.scalar_one())
+        return Authorization.from_row(result.one())
 
     async def _touch_service(self, conn: AsyncConnection, service_id: int, now: float) -> None:
         # Every request of a service would otherwise queue on this one row's lock; the
@@ -349,7 +364,7 @@ class Authorizations:
                 service.settings.voice_enabled and root.country_iso in self.policy.voice_countries
             ):
                 raise UcallerError(Code.VOICE_UNAVAILABLE)
-            new_id = await self._insert(
+            row = await self._insert(
                 conn,
                 service=service,
                 phone=root.phone,
@@ -366,7 +381,6 @@ class Authorizations:
                 repeat_index=len(chain) + 1,
             )
             await self._touch_service(conn, service.id, now)
-            row = await self._get(conn, new_id)
         self.notify()
         return InitResult(row, exists=root.unique_key is not None, unique=root.unique_key)
 
@@ -409,7 +423,7 @@ class Authorizations:
         async with self.db.write() as conn:
             price = 0
             if not simulated:
-                price = await billing.price_of(conn, account.tariff_id, "inbound", country)
+                price = await self._price(conn, account.tariff_id, "inbound", country)
             if price > 0:
                 after = await billing.take(conn, account.id, price, now=now)
                 if after is None:
@@ -417,7 +431,7 @@ class Authorizations:
                 balance_before = after + price
             else:
                 balance_before = await billing.balance_of(conn, account.id)
-            auth_id = await self._insert(
+            row = await self._insert(
                 conn,
                 service=service,
                 phone=phone,
@@ -442,11 +456,11 @@ class Authorizations:
                     price,
                     balance_before - price,
                     now=now,
-                    authorization_id=auth_id,
+                    authorization_id=row.id,
                     channel="inbound",
                 )
             await self._touch_service(conn, service.id, now)
-            return await self._get(conn, auth_id)
+            return row
 
     async def match_inbound(
         self, conn: AsyncConnection, caller: str, called: str, now: float

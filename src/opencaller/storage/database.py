@@ -43,8 +43,10 @@ class Database:
             self.writer = create_engine(url)
             _immediate(self.writer)
             self._write_lock = asyncio.Lock()
+            self._snapshot_free = create_engine(url, autocommit=True)
         else:
             self.writer = self.reader
+            self._snapshot_free = self.reader.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -57,7 +59,9 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.reader.connect() as conn:
+        """A connection for reads outside any transaction: no BEGIN and no ROLLBACK round
+        trips. Each statement sees the data committed when it starts."""
+        async with self._snapshot_free.connect() as conn:
             yield conn
 
     async def lock(self, conn: AsyncConnection, kind: str, key: str | int) -> None:
@@ -77,5 +81,7 @@ class Database:
 
     async def close(self) -> None:
         await self.reader.dispose()
+        if self.sqlite:
+            await self._snapshot_free.dispose()
         if self.writer is not self.reader:
             await self.writer.dispose()

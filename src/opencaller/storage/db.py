@@ -43,10 +43,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> AsyncEngine:
     url = async_url(url)
     if is_sqlite(url):
-        engine = create_async_engine(url)
+        # Autocommit readers skip the rollback SQLAlchemy would send on every return to the
+        # pool; each is a hop to aiosqlite's thread.
+        extra: dict[str, Any] = (
+            {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}
+        )
+        engine = create_async_engine(url, **extra)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # No pre-ping: it costs a round trip on every checkout. A connection the server dropped
