@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
 from ..storage.database import Database
-from ..storage.tables import authorizations, services
+from ..storage.tables import accounts, authorizations, services
 from ..telephony.base import CallKind, CallRequest
 from . import billing, limits
 from .accounts import Account, Service
@@ -95,12 +95,15 @@ class InitResult:
 class Info:
     auth: Authorization
     chain: list[int]  # ids of the repeats of the chain's original, oldest first
-    root: Authorization
+    root_id: int  # the chain's original (the authorization itself unless it is a repeat)
+    root_created_at: float
+    root_direction: str
+    root_unique: str | None  # the idempotency key stays with the original
     now: float
 
     @property
     def repeats_left(self) -> int:
-        if self.root.direction != "out" or self.now - self.root.created_at > REPEAT_WINDOW_S:
+        if self.root_direction != "out" or self.now - self.root_created_at > REPEAT_WINDOW_S:
             return 0
         return max(0, MAX_FREE_REPEATS - len(self.chain))
 
@@ -196,13 +199,8 @@ class Authorizations:
             price = 0
             if not simulated:
                 price = await self._price(conn, account.tariff_id, kind.value, country)
-            if price > 0:
-                after = await billing.take(conn, account.id, price, now=now)
-                if after is None:
-                    raise UcallerError(Code.LOW_BALANCE)
-                balance_before = after + price
-            else:
-                balance_before = await billing.balance_of(conn, account.id)
+            # The row first, the money last: the account's balance row is locked from the
+            # charge to the commit, so that stretch is kept to one statement.
             row = await self._insert(
                 conn,
                 service=service,
@@ -214,19 +212,19 @@ class Authorizations:
                 country=country,
                 is_test=simulated,
                 cost=price,
-                balance_before=balance_before,
                 now=now,
             )
             if price > 0:
-                await billing.record_charge(
+                after = await billing.charge(
                     conn,
                     account.id,
                     price,
-                    balance_before - price,
                     now=now,
-                    authorization_id=row.id,
                     channel=kind.value,
+                    authorization_id=row.id,
                 )
+                if after is None:
+                    raise UcallerError(Code.LOW_BALANCE)
             await self._touch_service(conn, service.id, now)
         self.notify()
         return InitResult(row, exists=False, unique=unique)
@@ -265,7 +263,6 @@ class Authorizations:
         country: str,
         is_test: bool,
         cost: int,
-        balance_before: int,
         now: float,
         first_id: int | None = None,
         repeat_index: int = 0,
@@ -288,7 +285,11 @@ class Authorizations:
                 country_iso=country,
                 is_test=is_test,
                 cost=cost,
-                balance_before=balance_before,
+                # getInfo's `balance`: the balance before this authorization was charged,
+                # read in the same statement (no lock needed: it is for information).
+                balance_before=select(accounts.c.balance)
+                .where(accounts.c.id == service.account_id)
+                .scalar_subquery(),
                 refunded=False,
                 created_at=now,
                 first_id=first_id,
@@ -375,7 +376,6 @@ class Authorizations:
                 country=root.country_iso,
                 is_test=root.is_test,
                 cost=0,
-                balance_before=await billing.balance_of(conn, account.id),
                 now=now,
                 first_id=root.id,
                 repeat_index=len(chain) + 1,
@@ -395,11 +395,38 @@ class Authorizations:
     # -- getInfo --------------------------------------------------------------------------
 
     async def info(self, service: Service, uid: int) -> Info:
+        # One statement: the row, its chain's original, and the repeats (at most two rows
+        # more), so getInfo costs a single round trip.
+        root, rep = authorizations.alias("root"), authorizations.alias("rep")
+        root_id = func.coalesce(a.first_id, a.id)
+        q = (
+            select(
+                authorizations,
+                root.c.created_at.label("root_created_at"),
+                root.c.direction.label("root_direction"),
+                root.c.unique_key.label("root_unique"),
+                rep.c.id.label("repeat_id"),
+            )
+            .join(root, root.c.id == root_id)
+            .outerjoin(rep, rep.c.first_id == root_id)
+            .where(a.id == uid, a.service_id == service.id)
+            .order_by(rep.c.id)
+        )
         async with self.db.read() as conn:
-            auth = await self._owned(conn, service.id, uid)
-            root = auth if auth.first_id is None else await self._get(conn, auth.root_id)
-            chain = await self._chain(conn, root.id)
-        return Info(auth=auth, chain=chain, root=root, now=self.clock.now())
+            rows = (await conn.execute(q)).all()
+        if not rows:
+            raise UcallerError(Code.NO_SUCH_ID)
+        first = rows[0]
+        auth = Authorization.from_row(first)
+        return Info(
+            auth=auth,
+            chain=[int(r.repeat_id) for r in rows if r.repeat_id is not None],
+            root_id=auth.root_id,
+            root_created_at=first.root_created_at,
+            root_direction=first.root_direction,
+            root_unique=first.root_unique,
+            now=self.clock.now(),
+        )
 
     # -- inboundCallWaiting ---------------------------------------------------------------
 
@@ -424,13 +451,6 @@ class Authorizations:
             price = 0
             if not simulated:
                 price = await self._price(conn, account.tariff_id, "inbound", country)
-            if price > 0:
-                after = await billing.take(conn, account.id, price, now=now)
-                if after is None:
-                    raise UcallerError(Code.LOW_BALANCE)
-                balance_before = after + price
-            else:
-                balance_before = await billing.balance_of(conn, account.id)
             row = await self._insert(
                 conn,
                 service=service,
@@ -442,7 +462,6 @@ class Authorizations:
                 country=country,
                 is_test=simulated,
                 cost=price,
-                balance_before=balance_before,
                 now=now,
                 direction="in",
                 dispatch_state="waiting",
@@ -450,15 +469,11 @@ class Authorizations:
                 confirmation_number=number,
             )
             if price > 0:
-                await billing.record_charge(
-                    conn,
-                    account.id,
-                    price,
-                    balance_before - price,
-                    now=now,
-                    authorization_id=row.id,
-                    channel="inbound",
+                after = await billing.charge(
+                    conn, account.id, price, now=now, channel="inbound", authorization_id=row.id
                 )
+                if after is None:
+                    raise UcallerError(Code.LOW_BALANCE)
             await self._touch_service(conn, service.id, now)
             return row
 

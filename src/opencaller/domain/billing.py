@@ -7,7 +7,7 @@ never go below zero, on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import BigInteger, Float, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..storage.tables import accounts, ledger, tariff_prices, tariffs
@@ -130,19 +130,61 @@ async def charge(
     channel: str,
     authorization_id: int | None = None,
 ) -> int | None:
-    """``take`` and ``record_charge`` in one call; None if the balance does not cover it."""
-    after = await take(conn, account_id, amount, now=now)
-    if after is not None:
-        await record_charge(
-            conn,
-            account_id,
-            amount,
-            after,
-            now=now,
-            authorization_id=authorization_id,
-            channel=channel,
+    """Take ``amount`` and record the ledger row; the new balance, or None if it does not
+    cover it. On PostgreSQL both happen in one statement, so the account row stays locked
+    for one round trip (plus the commit) rather than two."""
+    if conn.dialect.name != "postgresql":
+        after = await take(conn, account_id, amount, now=now)
+        if after is not None:
+            await record_charge(
+                conn,
+                account_id,
+                amount,
+                after,
+                now=now,
+                authorization_id=authorization_id,
+                channel=channel,
+            )
+        return after
+    taken = (
+        update(accounts)
+        .where(accounts.c.id == account_id, accounts.c.balance >= amount)
+        .values(balance=accounts.c.balance - amount, updated_at=now)
+        .returning(accounts.c.balance)
+        .cte("taken")
+    )
+    reason = f"{channel} #{authorization_id}" if authorization_id else channel
+    row = select(
+        literal(account_id, BigInteger),
+        literal("charge"),
+        literal(-amount, BigInteger),
+        taken.c.balance,
+        literal(authorization_id, BigInteger),
+        literal(channel),
+        literal("system"),
+        literal(reason),
+        literal(now, Float),
+    ).select_from(taken)
+    stmt = (
+        insert(ledger)
+        .from_select(
+            [
+                "account_id",
+                "kind",
+                "amount",
+                "balance_after",
+                "authorization_id",
+                "channel",
+                "actor",
+                "reason",
+                "created_at",
+            ],
+            row,
         )
-    return after
+        .returning(ledger.c.balance_after)
+    )
+    after = (await conn.execute(stmt)).scalar()
+    return None if after is None else int(after)
 
 
 async def balance_of(conn: AsyncConnection, account_id: int) -> int:

@@ -34,7 +34,7 @@ def init_call(result: InitResult, *, repeat: bool = False) -> dict[str, Any]:
 
 
 def get_info(info: Info, phone_info: list[dict[str, str]]) -> dict[str, Any]:
-    auth, root = info.auth, info.root
+    auth = info.auth
     left = info.repeats_left
     body: dict[str, Any] = {
         "status": True,
@@ -47,9 +47,9 @@ def get_info(info: Info, phone_info: list[dict[str, str]]) -> dict[str, Any]:
         "repeated_ucaller_ids": info.chain,
     }
     if auth.repeat_index > 0:
-        body["first_ucaller_id"] = root.id
-    if root.unique_key is not None:
-        body["unique"] = root.unique_key
+        body["first_ucaller_id"] = info.root_id
+    if info.root_unique is not None:
+        body["unique"] = info.root_unique
     body.update(
         {
             "client": auth.client or "",
