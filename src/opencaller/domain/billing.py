@@ -7,7 +7,9 @@ never go below zero, on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, insert, literal, select, update
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, String, bindparam, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..storage.tables import accounts, ledger, tariff_prices, tariffs
@@ -146,26 +148,44 @@ async def charge(
                 channel=channel,
             )
         return after
+    reason = f"{channel} #{authorization_id}" if authorization_id else channel
+    params = {
+        "account": account_id,
+        "amount": amount,
+        "negative": -amount,
+        "now": now,
+        "authorization": authorization_id,
+        "channel": channel,
+        "reason": reason,
+    }
+    after = (await conn.execute(_CHARGE_PG, params)).scalar()
+    return None if after is None else int(after)
+
+
+def _charge_statement() -> Any:
+    """UPDATE the balance and INSERT the ledger row in one statement (PostgreSQL only)."""
+    amount = bindparam("amount", type_=BigInteger)
     taken = (
         update(accounts)
-        .where(accounts.c.id == account_id, accounts.c.balance >= amount)
-        .values(balance=accounts.c.balance - amount, updated_at=now)
+        .where(
+            accounts.c.id == bindparam("account", type_=BigInteger), accounts.c.balance >= amount
+        )
+        .values(balance=accounts.c.balance - amount, updated_at=bindparam("now", type_=Float))
         .returning(accounts.c.balance)
         .cte("taken")
     )
-    reason = f"{channel} #{authorization_id}" if authorization_id else channel
     row = select(
-        literal(account_id, BigInteger),
+        bindparam("account", type_=BigInteger),
         literal("charge"),
-        literal(-amount, BigInteger),
+        bindparam("negative", type_=BigInteger),
         taken.c.balance,
-        literal(authorization_id, BigInteger),
-        literal(channel),
+        bindparam("authorization", type_=BigInteger),
+        bindparam("channel", type_=String),
         literal("system"),
-        literal(reason),
-        literal(now, Float),
+        bindparam("reason", type_=String),
+        bindparam("now", type_=Float),
     ).select_from(taken)
-    stmt = (
+    return (
         insert(ledger)
         .from_select(
             [
@@ -183,8 +203,9 @@ async def charge(
         )
         .returning(ledger.c.balance_after)
     )
-    after = (await conn.execute(stmt)).scalar()
-    return None if after is None else int(after)
+
+
+_CHARGE_PG = _charge_statement()
 
 
 async def balance_of(conn: AsyncConnection, account_id: int) -> int:

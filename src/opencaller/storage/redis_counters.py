@@ -28,7 +28,7 @@ redis.call('ZADD', KEYS[1], now, ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  redis.call('SET', KEYS[2], string.format('%.6f', now + tonumber(ARGV[4])),
+  redis.call('SET', KEYS[2], string.format('%.17g', now + tonumber(ARGV[4])),
              'EX', math.ceil(tonumber(ARGV[4])) + 1)
   redis.call('DEL', KEYS[1])
   return 1
