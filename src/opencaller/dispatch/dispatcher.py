@@ -18,7 +18,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import billing
@@ -37,6 +37,29 @@ FinalHook = Callable[[int, CallReport], Awaitable[None]]
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+# Built once: one of these runs for every call.
+_FINISH = (
+    update(authorizations)
+    .where(
+        a.id == bindparam("b_id"),
+        a.dispatch_state == "dialing",
+        a.lease_owner == bindparam("b_owner"),
+    )
+    .values(
+        dispatch_state="done",
+        call_status=bindparam("b_status"),
+        outcome=bindparam("b_outcome"),
+        caller_id=bindparam("b_caller_id"),
+        sip_code=bindparam("b_sip_code"),
+        sip_reason=bindparam("b_sip_reason"),
+        q850_cause=bindparam("b_q850"),
+        finished_at=bindparam("b_now"),
+        lease_until=None,
+    )
+    .returning(a.account_id, a.cost, a.refunded, a.kind)
+)
 
 
 class Dispatcher:
@@ -169,32 +192,23 @@ class Dispatcher:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    async def _finish(self, auth_id: int, report: CallReport, *, owner: str | None) -> bool:
+    async def _finish(self, auth_id: int, report: CallReport, *, owner: str) -> bool:
         """Record the outcome; refund a call that did not reach the subscriber."""
         now = self.clock.now()
         status = 1 if report.outcome.reached else 0
-        cond = [a.id == auth_id, a.dispatch_state == "dialing"]
-        if owner is not None:
-            cond.append(a.lease_owner == owner)
+        params = {
+            "b_id": auth_id,
+            "b_owner": owner,
+            "b_status": status,
+            "b_outcome": report.outcome.value,
+            "b_caller_id": report.caller_id,
+            "b_sip_code": report.sip_code,
+            "b_sip_reason": report.reason[:128] or None,
+            "b_q850": report.q850_cause,
+            "b_now": now,
+        }
         async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    update(authorizations)
-                    .where(*cond)
-                    .values(
-                        dispatch_state="done",
-                        call_status=status,
-                        outcome=report.outcome.value,
-                        caller_id=report.caller_id,
-                        sip_code=report.sip_code,
-                        sip_reason=report.reason[:128] or None,
-                        q850_cause=report.q850_cause,
-                        finished_at=now,
-                        lease_until=None,
-                    )
-                    .returning(a.account_id, a.cost, a.refunded, a.kind)
-                )
-            ).first()
+            row = (await conn.execute(_FINISH, params)).first()
             if row is None:
                 return False  # someone else finalised it (lease lost)
             if status == 0 and row.cost > 0 and not row.refunded:

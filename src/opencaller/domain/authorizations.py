@@ -121,6 +121,12 @@ _INSERT = (
     )
     .returning(*authorizations.c)
 )
+_BY_ID = select(authorizations).where(a.id == bindparam("id"))
+_OWNED = _BY_ID.where(a.service_id == bindparam("service_id"))
+_BY_UNIQUE = select(authorizations).where(
+    a.service_id == bindparam("service_id"), a.unique_key == bindparam("unique")
+)
+_CHAIN = select(a.id).where(a.first_id == bindparam("root")).order_by(a.id)
 
 
 class Authorizations:
@@ -323,17 +329,16 @@ class Authorizations:
     async def _by_unique(
         self, conn: AsyncConnection, service_id: int, unique: str
     ) -> Authorization | None:
-        q = select(authorizations).where(a.service_id == service_id, a.unique_key == unique)
-        row = (await conn.execute(q)).first()
+        params = {"service_id": service_id, "unique": unique}
+        row = (await conn.execute(_BY_UNIQUE, params)).first()
         return Authorization.from_row(row) if row else None
 
     async def _get(self, conn: AsyncConnection, auth_id: int) -> Authorization:
-        row = (await conn.execute(select(authorizations).where(a.id == auth_id))).one()
+        row = (await conn.execute(_BY_ID, {"id": auth_id})).one()
         return Authorization.from_row(row)
 
     async def _owned(self, conn: AsyncConnection, service_id: int, auth_id: int) -> Authorization:
-        q = select(authorizations).where(a.id == auth_id, a.service_id == service_id)
-        row = (await conn.execute(q)).first()
+        row = (await conn.execute(_OWNED, {"id": auth_id, "service_id": service_id})).first()
         if row is None:
             raise UcallerError(Code.NO_SUCH_ID)
         return Authorization.from_row(row)
@@ -390,8 +395,7 @@ class Authorizations:
         return InitResult(row, exists=root.unique_key is not None, unique=root.unique_key)
 
     async def _chain(self, conn: AsyncConnection, root_id: int) -> list[int]:
-        q = select(a.id).where(a.first_id == root_id).order_by(a.id)
-        return [int(r) for r in (await conn.execute(q)).scalars()]
+        return [int(r) for r in (await conn.execute(_CHAIN, {"root": root_id})).scalars()]
 
     async def _status(self, conn: AsyncConnection, auth_id: int) -> int:
         q = select(a.call_status).where(a.id == auth_id)

@@ -289,6 +289,16 @@ class PhoneDirectory:
         """Synchronous, no database: libphonenumber only (see :func:`describe`)."""
         return describe(phone, self.default_region)
 
+    async def lookup_e164(self, digits: str) -> PhoneInfo:
+        """``lookup`` for a number already in E.164 digits (as stored): a cached answer is
+        returned without parsing the number again."""
+        await self._refresh_version()
+        cached = self._cache.get(int(digits)) if digits.isdigit() else None
+        if isinstance(cached, PhoneInfo):
+            self._hits += 1
+            return replace(cached, source=digits)
+        return await self.lookup("+" + digits)
+
     async def lookup(self, phone: object) -> PhoneInfo:
         """Everything known about ``phone``; raises :class:`InvalidPhoneNumber`.
 

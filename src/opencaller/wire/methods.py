@@ -77,7 +77,7 @@ async def init_repeat(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]
 
 async def phone_info(rt: Runtime, phone: str) -> list[dict[str, str]]:
     try:
-        info = await rt.directory.lookup(phone)
+        info = await rt.directory.lookup_e164(phone)
     except InvalidPhoneNumber:
         return []
     return [info.phone_info_entry()]
