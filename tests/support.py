@@ -111,7 +111,7 @@ class Api:
             info = await self.get("getInfo", uid=uid)
             if info.get("call_status", -1) != -1 or loop.time() > deadline:
                 return info
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)  # stays well under the per-second limit
 
 
 async def add_customer(

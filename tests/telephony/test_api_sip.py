@@ -15,7 +15,8 @@ import pytest
 
 from opencaller.client.webhooks import verify
 from opencaller.config import Settings
-from opencaller.domain.clock import FakeClock
+from opencaller.domain.clock import Clock
+from opencaller.telephony.audio import build_prompt
 
 from ..support import Api, make_api
 from .sipp import Sipp, render
@@ -49,7 +50,7 @@ def sip_settings(settings: Settings, far_port: int, **extra: Any) -> Settings:
 
 @asynccontextmanager
 async def sip_api(settings: Settings, far_port: int, **extra: Any) -> AsyncIterator[Api]:
-    async with make_api(sip_settings(settings, far_port, **extra), FakeClock()) as api:
+    async with make_api(sip_settings(settings, far_port, **extra), Clock()) as api:
         yield api
 
 
@@ -77,7 +78,12 @@ async def test_init_call_rings_from_a_number_ending_in_the_code(
 
 @pytest.mark.parametrize(
     ("code", "reason", "cause", "outcome"),
-    [(486, "Busy Here", 17, "busy"), (404, "Not Found", 1, "not_found")],
+    [
+        (486, "Busy Here", 17, "busy"),
+        (404, "Not Found", 1, "not_found"),
+        (480, "Temporarily Unavailable", 18, "unavailable"),
+        (603, "Decline", 21, "rejected"),
+    ],
 )
 async def test_rejected_calls_are_not_reached_and_refunded(
     sipp: Sipp,
@@ -105,6 +111,65 @@ async def test_rejected_calls_are_not_reached_and_refunded(
     assert info["call_outcome"] == outcome
     assert info["sip_code"] == code
     assert balance["rub_balance"] == 100
+
+
+@pytest.mark.parametrize("right", [True, False])
+async def test_digest_auth_to_the_trunk(
+    sipp: Sipp, settings: Settings, tmp_path: Path, right: bool
+) -> None:
+    sf = render("uas_auth.tmpl.xml", tmp_path / "auth.xml", CODE="401", HDR="WWW-Authenticate")
+    far = sipp.start(sf, calls=1, keys={"user": "trunkuser", "pass": "s3cret"})
+    trunk = {
+        "name": "main",
+        "host": "127.0.0.1",
+        "port": far.port,
+        "ring_hold_s": 0.2,
+        "username": "trunkuser",
+        "password": "s3cret" if right else "wrong",
+    }
+    async with sip_api(settings, far.port, trunks=[trunk]) as api:
+        body = await api.get("initCall", phone="79161234567", code="5555")
+        info = await api.wait_final(body["ucaller_id"], within_s=20)
+    await asyncio.to_thread(far.assert_ok)
+    assert [a["ok"] for a in far.lines("AUTH")] == ["true" if right else "false"]
+    if right:
+        assert (info["call_status"], info["sip_code"]) == (1, 180)
+    else:
+        assert (info["call_status"], info["call_outcome"], info["sip_code"]) == (0, "rejected", 403)
+
+
+class RtpSink(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.payload = bytearray()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.payload += data[12:]  # the 12-byte RTP header off: what was said
+
+
+async def test_voice_code_through_the_api(sipp: Sipp, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    transport, sink = await loop.create_datagram_endpoint(RtpSink, local_addr=("127.0.0.1", 0))
+    far = sipp.start(
+        "uas_answer.xml", calls=1, keys={"rtp_port": str(transport.get_extra_info("sockname")[1])}
+    )
+    try:
+        async with sip_api(settings, far.port) as api:
+            body = await api.post_json(
+                "initCall", {"phone": 79161234567, "code": "4719", "voice": True}
+            )
+            info = await api.wait_final(body["ucaller_id"], within_s=40)
+            balance = await api.get("getBalance")
+    finally:
+        transport.close()
+    await asyncio.to_thread(far.assert_ok)
+    assert (info.get("call_status"), info.get("call_outcome"), info.get("sip_code")) == (
+        1,
+        "answered",
+        200,
+    ), info
+    assert bytes(sink.payload) == build_prompt("4719", "ru")  # the code, said twice
+    assert len(far.lines("BYE")) == 1
+    assert balance["rub_balance"] == pytest.approx(100 - 2.0)  # the voice price
 
 
 async def test_test_numbers_never_reach_the_trunk(sipp: Sipp, settings: Settings) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from phonenumbers import carrier, geocoder
+from phonenumbers import carrier
 from sqlalchemy import BigInteger, Select, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -105,6 +105,14 @@ class PhoneInfo:
         }
 
 
+def _geocoder() -> Any:
+    """libphonenumber's place names take about 90 MB once loaded: load them on the first
+    lookup, so processes that never describe a number (workers) do not carry them."""
+    import phonenumbers.geocoder
+
+    return phonenumbers.geocoder
+
+
 def describe(phone: object, default_region: str | None = DEFAULT_REGION) -> PhoneInfo:
     """What libphonenumber alone knows; no database. Raises :class:`InvalidPhoneNumber`.
 
@@ -116,6 +124,7 @@ def describe(phone: object, default_region: str | None = DEFAULT_REGION) -> Phon
 
 def _describe(parsed: ParsedPhone) -> PhoneInfo:
     number = parsed.number
+    geocoder = _geocoder()
     country = geocoder.country_name_for_number(number, "ru") if parsed.region else ""
     carrier_en = carrier.name_for_number(number, "en")
     carrier_ru = carrier.name_for_number(number, "ru") or carrier_en
