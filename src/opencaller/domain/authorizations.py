@@ -151,13 +151,18 @@ class Authorizations:
 
     # -- initCall -------------------------------------------------------------------------
 
-    def _country(self, phone: str, is_test: bool) -> str:
+    def _destination(self, service: Service, phone: str) -> tuple[bool, str]:
+        """Whether ``phone`` is a test number, and its country; errors 3 and 9."""
+        is_test = self.policy.is_test(phone)
         country = country_of(phone)
         if country is None:
-            if is_test:
-                return "RU"
-            raise UcallerError(Code.BAD_PHONE)
-        return country
+            if not is_test:
+                raise UcallerError(Code.BAD_PHONE)
+            country = "RU"
+        allowed = service.settings.allowed_countries
+        if allowed and not is_test and country not in allowed:
+            raise UcallerError(Code.COUNTRY_FORBIDDEN)
+        return is_test, country
 
     def check_account(self, account: Account) -> None:
         if account.blocked:
@@ -175,11 +180,7 @@ class Authorizations:
         kind: CallKind,
     ) -> InitResult:
         now = self.clock.now()
-        is_test = self.policy.is_test(phone)
-        country = self._country(phone, is_test)
-        allowed = service.settings.allowed_countries
-        if allowed and not is_test and country not in allowed:
-            raise UcallerError(Code.COUNTRY_FORBIDDEN)
+        is_test, country = self._destination(service, phone)
         if kind is CallKind.VOICE and not (
             service.settings.voice_enabled and country in self.policy.voice_countries
         ):
@@ -426,11 +427,7 @@ class Authorizations:
         self, service: Service, account: Account, *, phone: str, callback_url: str
     ) -> Authorization:
         now = self.clock.now()
-        is_test = self.policy.is_test(phone)
-        country = self._country(phone, is_test)
-        allowed = service.settings.allowed_countries
-        if allowed and not is_test and country not in allowed:
-            raise UcallerError(Code.COUNTRY_FORBIDDEN)
+        is_test, country = self._destination(service, phone)
         number = self.confirmation_number(phone) if self.confirmation_number else None
         if not number:
             raise UcallerError(
