@@ -66,6 +66,7 @@ class Authorization:
     created_at: float
     first_id: int | None
     repeat_index: int
+    repeat_count: int
     call_status: int
     outcome: str | None
     caller_id: str | None
@@ -307,6 +308,7 @@ class Authorizations:
             "created_at": now,
             "first_id": first_id,
             "repeat_index": repeat_index,
+            "repeat_count": 0,
             "call_status": -1,
             "dispatch_state": dispatch_state,
             "callback_url": callback_url,
@@ -391,6 +393,11 @@ class Authorizations:
                 first_id=root.id,
                 repeat_index=len(chain) + 1,
             )
+            await conn.execute(
+                update(authorizations)
+                .where(a.id == root.id)
+                .values(repeat_count=authorizations.c.repeat_count + 1)
+            )
             await self._touch_service(conn, service.id, now)
         self.notify()
         return InitResult(row, exists=root.unique_key is not None, unique=root.unique_key)
@@ -410,7 +417,7 @@ class Authorizations:
         async with self.db.read() as conn:
             auth = await self._owned(conn, service.id, uid)
             root = auth if auth.first_id is None else await self._get(conn, auth.root_id)
-            chain = await self._chain(conn, root.id)
+            chain = await self._chain(conn, root.id) if root.repeat_count else []
         return Info(
             auth=auth,
             chain=chain,

@@ -134,6 +134,8 @@ authorizations = Table(
     # repeat chain: first_id is the original authorization; repeat_index 0 for the original
     Column("first_id", BigInteger, nullable=True),
     Column("repeat_index", Integer, nullable=False, default=0),
+    # on the original: how many repeats it has, so getInfo looks for them only when there are
+    Column("repeat_count", Integer, nullable=False, default=0, server_default="0"),
     # outcome
     Column("call_status", Integer, nullable=False, default=-1),  # -1 pending, 0 not reached, 1
     Column("outcome", String(16), nullable=True),
