@@ -52,9 +52,6 @@ class Authenticator:
         return service, account
 
     async def authenticate(self, key: object, service_id: object, ip: str, now: float) -> Caller:
-        wait = await self.counters.blocked_for(ip, now)
-        if wait is not None:
-            raise UcallerError(Code.IP_BLOCKED, retry_after=wait)
         loaded = None
         sid = _as_id(service_id)
         if key is not None and sid is not None:
@@ -62,9 +59,19 @@ class Authenticator:
         if loaded is None or not hmac.compare_digest(
             str(key).encode(), loaded[0].secret_key.encode()
         ):
+            blocked = await self.counters.blocked_for(ip, now)
+            if blocked is not None:
+                raise UcallerError(Code.IP_BLOCKED, retry_after=blocked)
             await self.counters.auth_failed(ip, now)
             raise UcallerError(Code.AUTH_FAILED)
         service, account = loaded
+        # A blocked IP is refused even with the right key; the block and the per-second
+        # count are one round trip.
+        blocked, wait = await self.counters.admit(
+            ip, f"svc:{service.id}", service.settings.rps_limit, now
+        )
+        if blocked is not None:
+            raise UcallerError(Code.IP_BLOCKED, retry_after=blocked)
         if service.archived:
             raise UcallerError(Code.SERVICE_ARCHIVED)
         if not service.enabled:
@@ -73,7 +80,6 @@ class Authenticator:
             raise UcallerError(Code.IP_FORBIDDEN)
         if account.blocked:
             raise UcallerError(Code.ACCOUNT_BLOCKED)
-        wait = await self.counters.hit_rate(f"svc:{service.id}", service.settings.rps_limit, now)
         if wait is not None:
             raise UcallerError(Code.TOO_MANY_REQUESTS, retry_after=wait)
         return Caller(service, account)

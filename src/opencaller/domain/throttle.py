@@ -18,6 +18,12 @@ class Counters(Protocol):
 
     async def auth_failed(self, ip: str, now: float) -> None: ...
 
+    async def admit(
+        self, ip: str, key: str, limit: int, now: float
+    ) -> tuple[int | None, int | None]:
+        """``blocked_for(ip)`` and ``hit_rate(key)`` in one step (one round trip in Redis)."""
+        ...
+
     async def blocked_for(self, ip: str, now: float) -> int | None:
         """Seconds the IP stays blocked, or None."""
         ...
@@ -44,6 +50,11 @@ class MemoryCounters:
         count += 1
         self._rate[key] = (start, count)
         return 1 if count > limit else None
+
+    async def admit(
+        self, ip: str, key: str, limit: int, now: float
+    ) -> tuple[int | None, int | None]:
+        return await self.blocked_for(ip, now), await self.hit_rate(key, limit, now)
 
     async def auth_failed(self, ip: str, now: float) -> None:
         q = self._fails.setdefault(ip, deque())

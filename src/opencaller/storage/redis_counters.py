@@ -13,6 +13,15 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
+# KEYS[1] = block key of the IP, KEYS[2] = counter of one second; ARGV[1] = ttl (s).
+# Returns {blocked-until or false, count including this hit}: one round trip per request.
+_ADMIT = """
+local blocked = redis.call('GET', KEYS[1])
+local c = redis.call('INCR', KEYS[2])
+if c == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+return {blocked, c}
+"""
+
 # KEYS[1] = counter of one second; ARGV[1] = ttl (s). Returns the count including this hit.
 _HIT = """
 local c = redis.call('INCR', KEYS[1])
@@ -54,9 +63,22 @@ class RedisCounters:
         self.fail_window_s = fail_window_s
         self.block_s = block_s
         self._hit = self.redis.register_script(_HIT)
+        self._admit = self.redis.register_script(_ADMIT)
         self._fail = self.redis.register_script(_FAIL)
         self._seq = 0
         self._node = uuid.uuid4().hex[:12]
+
+    async def admit(
+        self, ip: str, key: str, limit: int, now: float
+    ) -> tuple[int | None, int | None]:
+        keys = [f"{self.prefix}blocked:{ip}", f"{self.prefix}rate:{key}:{int(now)}"]
+        raw, count = await cast(Any, self._admit(keys=keys, args=[3]))
+        blocked = None
+        if raw is not None:
+            until = float(raw)
+            if until > now:
+                blocked = max(1, math.ceil(until - now))
+        return blocked, (1 if int(count) > limit else None)
 
     async def hit_rate(self, key: str, limit: int, now: float) -> int | None:
         second = int(now)
