@@ -13,6 +13,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from opencaller.app import create_app
 from opencaller.config import Settings
 from opencaller.domain import billing
 from opencaller.domain.accounts import create_account, create_service
@@ -23,7 +24,6 @@ from opencaller.domain.settings import ServiceSettings
 from opencaller.runtime import Runtime
 from opencaller.storage.database import Database
 from opencaller.storage.db import migrate
-from opencaller.wire.app import create_app
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ import httpx
 import pytest
 import uvicorn
 
+from opencaller.app import create_app
 from opencaller.config import Settings, SimulatorSettings
 from opencaller.domain.accounts import create_account
 from opencaller.domain.bootstrap import ensure_tariff
@@ -31,7 +32,6 @@ from opencaller.domain.passwords import hash_password
 from opencaller.runtime import Runtime
 from opencaller.storage.database import Database
 from opencaller.storage.db import migrate
-from opencaller.wire.app import create_app
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select
 
+from opencaller.app import create_app
 from opencaller.config import Settings
 from opencaller.domain.clock import FakeClock
 from opencaller.domain.settings import ServiceSettings
@@ -21,7 +22,6 @@ from opencaller.runtime import Runtime
 from opencaller.storage.database import Database
 from opencaller.storage.db import migrate
 from opencaller.storage.tables import authorizations, ledger
-from opencaller.wire.app import create_app
 
 from .live import free_port
 from .support import add_customer

@@ -6,10 +6,10 @@ import os
 
 from starlette.applications import Starlette
 
+from .app import create_app
 from .config import load_settings
 from .observability.logs import setup_logging
 from .runtime import Runtime
-from .wire.app import create_app
 
 
 def build_app() -> Starlette:

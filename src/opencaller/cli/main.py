@@ -134,7 +134,7 @@ def worker(
 
     Run `opencaller migrate` first; start as many workers as you like, on any machines.
     """
-    from ..dispatch.worker import main as worker_main
+    from ..worker import main as worker_main
 
     settings = _settings(config)
     setup_logging(settings.log_level, json=settings.log_json)

@@ -120,9 +120,9 @@ async def health(rt: Runtime) -> Response:
     )
 
 
-def create_app(
-    rt: Runtime, extra_routes: list[BaseRoute] | None = None, *, dashboard: bool = True
-) -> Starlette:
+def create_api_app(rt: Runtime, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    """The uCaller API, /health, /metrics and /livez; ``extra_routes`` are matched first."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await rt.start()
@@ -146,10 +146,6 @@ def create_app(
         return PlainTextResponse("ok")
 
     routes: list[BaseRoute] = list(extra_routes or [])
-    if dashboard:  # /dashboard, /admin and /static; imported here as it imports this module
-        from ..dashboard import routes as dashboard_routes
-
-        routes.extend(dashboard_routes(rt))
     routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     routes.append(Route("/livez", livez, methods=["GET", "HEAD"]))
     routes.append(Route("/{path:path}", endpoint, methods=ALL_METHODS))

@@ -12,8 +12,8 @@ import asyncio
 import logging
 import signal
 
-from ..config import Settings
-from ..runtime import Runtime
+from .config import Settings
+from .runtime import Runtime
 
 log = logging.getLogger("opencaller.worker")
 

@@ -1,0 +1,15 @@
+"""The whole web application: the uCaller API plus the dashboard and the admin."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from .dashboard import routes as dashboard_routes
+from .runtime import Runtime
+from .wire.app import create_api_app
+
+
+def create_app(rt: Runtime, *, dashboard: bool = True) -> Starlette:
+    """``/dashboard``, ``/admin`` and ``/static`` (unless ``dashboard`` is False), then the API,
+    which answers every other path."""
+    return create_api_app(rt, dashboard_routes(rt) if dashboard else None)
