@@ -12,7 +12,7 @@ from opencaller.config import Settings
 from opencaller.domain.accounts import update_service
 from opencaller.domain.clock import FakeClock
 from opencaller.domain.settings import ServiceSettings
-from opencaller.storage.tables import accounts, ledger
+from opencaller.storage.tables import accounts, authorizations, ledger
 
 from .support import Api, make_api
 
@@ -155,6 +155,26 @@ async def test_voice_only_where_enabled(api: Api) -> None:
     assert (await api.get("initCall", phone="79161234567", voice="true"))["status"] is True
     await set_settings(api, voice_enabled=False)
     assert err(await api.get("initCall", phone="79161234568", voice="true")) == 20
+
+
+async def test_mix_where_voice_is_unavailable_is_a_flash_call(api: Api) -> None:
+    body = await api.get("initCall", phone="12025550123", mix="true")
+    assert body["status"] is True
+    async with api.rt.db.read() as conn:
+        kind = (
+            await conn.execute(
+                select(authorizations.c.kind).where(authorizations.c.id == body["ucaller_id"])
+            )
+        ).scalar()
+    assert kind == "flash"
+    ru = await api.get("initCall", phone="79161234567", mix="true")
+    async with api.rt.db.read() as conn:
+        kind = (
+            await conn.execute(
+                select(authorizations.c.kind).where(authorizations.c.id == ru["ucaller_id"])
+            )
+        ).scalar()
+    assert kind == "mix"
 
 
 # -- per account --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
@@ -182,10 +182,11 @@ class Authorizations:
     ) -> InitResult:
         now = self.clock.now()
         is_test, country = self._destination(service, phone)
-        if kind is CallKind.VOICE and not (
-            service.settings.voice_enabled and country in self.policy.voice_countries
-        ):
+        voice_ok = service.settings.voice_enabled and country in self.policy.voice_countries
+        if kind is CallKind.VOICE and not voice_ok:
             raise UcallerError(Code.VOICE_UNAVAILABLE)
+        if kind is CallKind.MIX and not voice_ok:
+            kind = CallKind.FLASH  # mix without a voice fallback is a flash call
         if self.policy.require_verified_phone and not account.phone_verified:
             raise UcallerError(Code.PHONE_NOT_VERIFIED)
         code = code or new_code()
@@ -491,8 +492,3 @@ class Authorizations:
         )
         row = (await conn.execute(q)).first()
         return Authorization.from_row(row) if row else None
-
-
-async def count_pending(conn: AsyncConnection) -> int:
-    q = select(func.count()).where(a.dispatch_state.in_(("queued", "leased", "dialing")))
-    return int((await conn.execute(q)).scalar_one())
