@@ -165,10 +165,6 @@ class Authorizations:
             raise UcallerError(Code.COUNTRY_FORBIDDEN)
         return is_test, country
 
-    def check_account(self, account: Account) -> None:
-        if account.blocked:
-            raise UcallerError(Code.ACCOUNT_BLOCKED)
-
     async def init_call(
         self,
         service: Service,

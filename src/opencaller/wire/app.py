@@ -66,7 +66,7 @@ def client_ip(
             forwarded = request.headers.get("x-forwarded-for", "")
             hops = [h.strip() for h in forwarded.split(",") if h.strip()]
             if hops:
-                return hops[-1] if len(hops) == 1 else _first_untrusted(hops, trusted)
+                return _first_untrusted(hops, trusted)
     return peer
 
 
