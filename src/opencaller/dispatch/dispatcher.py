@@ -86,6 +86,7 @@ class Dispatcher:
         self.name = name or worker_name()
         self.on_final = on_final
         self._wake = asyncio.Event()
+        self._wake_lease = asyncio.Event()  # set only to stop the lease loop at once
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,13 +111,20 @@ class Dispatcher:
         """Stop claiming; let calls in progress finish for up to ``drain_s`` seconds."""
         self._stopping = True
         self._wake.set()
-        for t in self._tasks:
+        self._wake_lease.set()
+        # Let the loops see the flag rather than cancelling them: a task cancelled inside a
+        # SQLite transaction can leave its connection holding the write lock.
+        _, stuck = await asyncio.wait(self._tasks, timeout=self.poll_interval_s + 5)
+        for t in stuck:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=drain_s)
-        for t in list(self._inflight.values()):
+        cut = list(self._inflight.values())
+        for t in cut:
             t.cancel()
+        # Wait for them to unwind: none may touch the database once the caller closes it.
+        await asyncio.gather(*cut, return_exceptions=True)
         # Calls cut short here keep their lease; another dispatcher finalises them later.
 
     # -- claiming ---------------------------------------------------------------------------
@@ -295,8 +303,12 @@ class Dispatcher:
 
     async def _lease_loop(self) -> None:
         while not self._stopping:
-            await asyncio.sleep(self.lease_s / 3)
+            self._wake_lease.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_lease.wait(), self.lease_s / 3)
             ids = list(self._inflight)
+            if self._stopping:
+                break
             if not ids:
                 continue
             try:
