@@ -219,8 +219,9 @@ def test_sigkill_of_a_worker_mid_call(fresh_db: str, tmp_path: Path) -> None:
     ) as c:
         sid, key, _ = asyncio.run(new_customer(c.db_url))
         params = [{"service_id": sid, "key": key, "phone": phone()} for _ in range(16)]
-        ids = accepted(asyncio.run(spread(c, 16, params)))
-        assert len(ids) == 16
+        bodies = asyncio.run(spread(c, 16, params))
+        ids = accepted(bodies)
+        assert len(ids) == 16, c.logs()
         deadline = time.monotonic() + 20
         while not c.calls() and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -196,6 +196,22 @@ async def test_low_balance(settings: Settings, clock: FakeClock) -> None:
         assert (await api.get("initCall", phone="79000000001"))["status"] is True
 
 
+async def test_a_call_refused_for_money_does_not_count_towards_the_limits(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """Nothing was written, so nothing was counted: after a top-up the same number is called
+    at once (no 15 s gap), and the hourly limit still has its full value."""
+    async with make_api(settings, clock, balance_rub=0.0) as api:
+        await set_settings(api, hourly_limit=1)
+        assert err(await api.get("initCall", phone="79161234567")) == 1002
+        async with api.rt.db.write() as conn:
+            await conn.execute(
+                accounts.update().where(accounts.c.id == api.account_id).values(balance=10_000)
+            )
+        assert (await api.get("initCall", phone="79161234567"))["status"] is True
+        assert err(await api.get("initCall", phone="79161234599")) == 50
+
+
 async def test_phone_verification_required(settings: Settings, clock: FakeClock) -> None:
     settings = settings.model_copy(update={"require_verified_phone": True})
     async with make_api(settings, clock) as api:

@@ -9,6 +9,7 @@ import logging
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.wakeup import Listener, Notifier
+from .domain import limits
 from .domain.authentication import Authenticator
 from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
@@ -17,6 +18,7 @@ from .domain.throttle import Counters, MemoryCounters
 from .numbering import PhoneDirectory
 from .storage.database import Database
 from .storage.redis_counters import RedisCounters
+from .storage.redis_limits import RedisLimits, Windows
 from .telephony.base import InboundCall, Provider
 from .telephony.simulator import Simulator
 from .webhooks.deliverer import WebhookDeliverer
@@ -87,12 +89,28 @@ class Runtime:
             check_call=self.provider.check,
             notify=self._notify,
             confirmation_number=self.provider.confirmation_number,
+            limit_store=self._limit_store(),
         )
         self.inbound = InboundVerifications(
             self.db, self.authorizations, self.directory, self.clock
         )
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
+
+    def _limit_store(self) -> RedisLimits | None:
+        """With Redis, the per-number and per-service limits are kept there (one round trip
+        per initCall, no locks in the database); without it, the database counts them."""
+        if self.redis is None:
+            return None
+        windows = Windows(
+            per_minute=limits.PER_MINUTE,
+            per_day=limits.PER_DAY,
+            min_gap_s=limits.MIN_GAP_S,
+            minute_s=limits.MINUTE,
+            day_s=limits.DAY,
+            hour_s=limits.HOUR,
+        )
+        return RedisLimits(self.redis.redis, prefix=self.redis.prefix, windows=windows)
 
     def _notify(self) -> None:
         if self.dispatcher is not None:

@@ -4,27 +4,48 @@ The order of checks in ``init_call`` is part of the contract (docs/compatibility
 phone → country → voice → provider → idempotency → hourly limit → per-number limits → balance.
 A duplicate ``unique`` is answered before any limit, so retries of an accepted request never
 fail. Each write is one transaction; the row is committed before any call is attempted.
+
+The limits are counted in the database under locks, or, with Redis configured, checked and
+recorded in Redis first (``LimitStore``); then on PostgreSQL the whole write is one statement.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+import asyncpg
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
 from ..storage.database import Database
-from ..storage.tables import accounts, authorizations, services
+from ..storage.tables import authorizations, services
 from ..telephony.base import CallKind, CallRequest
 from . import billing, limits
 from .accounts import Account, Service
 from .clock import Clock
 from .countries import country_of
+from .limits import LimitStore
 from .phones import new_code
+from .records import (
+    BY_ID,
+    BY_UNIQUE,
+    CHAIN,
+    INSERT,
+    INSERT_CHARGED,
+    OWNED,
+    REPEATED,
+    Authorization,
+)
+
+__all__ = ["Authorization", "Authorizations", "Info", "InitResult", "Policy"]
 
 a = authorizations.c
 
@@ -46,43 +67,6 @@ class Policy:
 
     def is_test(self, phone: str) -> bool:
         return phone in self.test_numbers or any(phone.startswith(p) for p in self.test_ranges)
-
-
-@dataclass(frozen=True, slots=True)
-class Authorization:
-    id: int
-    service_id: int
-    account_id: int
-    direction: str
-    phone: str
-    code: str
-    client: str | None
-    unique_key: str | None
-    kind: str
-    country_iso: str
-    is_test: bool
-    cost: int
-    balance_before: int
-    created_at: float
-    first_id: int | None
-    repeat_index: int
-    repeat_count: int
-    call_status: int
-    outcome: str | None
-    caller_id: str | None
-    sip_code: int | None
-    sip_reason: str | None
-    confirmation_number: str | None
-    callback_url: str | None
-
-    @classmethod
-    def from_row(cls, row: Any) -> Authorization:
-        m = row._mapping
-        return cls(**{f.name: m[f.name] for f in fields(cls)})
-
-    @property
-    def root_id(self) -> int:
-        return self.first_id or self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,23 +95,8 @@ class Info:
 
 CheckCall = Callable[[CallRequest], "str | None"]
 
-# Built once (building a statement per request costs more than running it). getInfo's
-# `balance` is the balance before this authorization was charged, read in the same statement.
-_INSERT = (
-    insert(authorizations)
-    .values(
-        balance_before=select(accounts.c.balance)
-        .where(accounts.c.id == bindparam("balance_of"))
-        .scalar_subquery()
-    )
-    .returning(*authorizations.c)
-)
-_BY_ID = select(authorizations).where(a.id == bindparam("id"))
-_OWNED = _BY_ID.where(a.service_id == bindparam("service_id"))
-_BY_UNIQUE = select(authorizations).where(
-    a.service_id == bindparam("service_id"), a.unique_key == bindparam("unique")
-)
-_CHAIN = select(a.id).where(a.first_id == bindparam("root")).order_by(a.id)
+# A duplicate ``unique`` waits this long at most for the request that holds its claim.
+DUPLICATE_WAIT_S = 15.0
 
 
 class Authorizations:
@@ -140,6 +109,7 @@ class Authorizations:
         check_call: CheckCall | None = None,
         notify: Callable[[], None] | None = None,
         confirmation_number: Callable[[str], str | None] | None = None,
+        limit_store: LimitStore | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -147,8 +117,11 @@ class Authorizations:
         self.check_call = check_call
         self.notify = notify or (lambda: None)
         self.confirmation_number = confirmation_number
+        self.limit_store = limit_store
         self._prices: dict[tuple[int | None, str, str], tuple[float, int]] = {}
         self._touched: dict[int, float] = {}  # service id -> when this process last wrote it
+        self._node = uuid.uuid4().hex[:12]
+        self._seq = itertools.count()
 
     # -- initCall -------------------------------------------------------------------------
 
@@ -195,17 +168,47 @@ class Authorizations:
                 )
 
         if unique is not None:
-            async with self.db.read() as conn:
-                found = await self._by_unique(conn, service.id, unique)
+            found = await self._find_unique(service.id, unique)
             if found is not None:
                 return self._replay(found, phone, unique)
 
+        price = 0
+        if not simulated:
+            price = await self._price(account.tariff_id, kind.value, country)
+        values = self._values(
+            service=service,
+            phone=phone,
+            code=code,
+            client=client,
+            unique=unique,
+            kind=kind.value,
+            country=country,
+            is_test=simulated,
+            cost=price,
+            now=now,
+        )
+        if self.limit_store is None:
+            row, new = await self._write_counted(service, values, is_test=is_test, now=now)
+        else:
+            row, new = await self._write_reserved(service, values, is_test=is_test, now=now)
+        if not new and unique is not None:
+            return self._replay(row, phone, unique)  # a racing request with the key won
+        await self._touch_service(service.id, now)
+        self.notify()
+        return InitResult(row, exists=False, unique=unique)
+
+    async def _write_counted(
+        self, service: Service, values: dict[str, Any], *, is_test: bool, now: float
+    ) -> tuple[Authorization, bool]:
+        """The limits counted in the database: check and insert under locks, one transaction.
+        The row, and whether it is new (else another request wrote the same ``unique``)."""
+        phone, unique = values["phone"], values["unique_key"]
         async with self.db.write() as conn:
             if unique is not None:
                 await self.db.lock(conn, "unique", f"{service.id}:{unique}")
-                found = await self._by_unique(conn, service.id, unique)
-                if found is not None:
-                    return self._replay(found, phone, unique)
+                row = (await conn.execute(BY_UNIQUE.clause, _unique(service.id, unique))).first()
+                if row is not None:
+                    return Authorization.from_row(row), False
             hourly = service.settings.hourly_limit
             if hourly:
                 await self.db.lock(conn, "service", service.id)
@@ -213,49 +216,82 @@ class Authorizations:
             if not is_test:
                 await self.db.lock(conn, "phone", phone)
                 await limits.check_number(conn, phone, now)
-            price = 0
-            if not simulated:
-                price = await self._price(conn, account.tariff_id, kind.value, country)
-            # The row first, the money last: the account's balance row is locked from the
-            # charge to the commit, so that stretch is kept to one statement.
-            row = await self._insert(
-                conn,
-                service=service,
+            return await self._insert(conn, values), True
+
+    async def _write_reserved(
+        self, service: Service, values: dict[str, Any], *, is_test: bool, now: float
+    ) -> tuple[Authorization, bool]:
+        """The limits kept in Redis: reserve, then write without locks. A reservation is
+        taken back only when the write surely did not happen."""
+        assert self.limit_store is not None
+        store = self.limit_store
+        unique = values["unique_key"]
+        phone = None if is_test else values["phone"]
+        token = f"{self._node}:{next(self._seq)}"
+        waited = 0.0
+        while True:
+            verdict, score = await store.reserve(
+                token,
                 phone=phone,
-                code=code,
-                client=client,
+                service_id=service.id,
+                hourly=service.settings.hourly_limit or 0,
                 unique=unique,
-                kind=kind.value,
-                country=country,
-                is_test=simulated,
-                cost=price,
                 now=now,
             )
-            if price > 0:
-                after = await billing.charge(
-                    conn,
-                    account.id,
-                    price,
-                    now=now,
-                    channel=kind.value,
-                    authorization_id=row.id,
-                )
-                if after is None:
-                    raise UcallerError(Code.LOW_BALANCE)
-            await self._touch_service(conn, service.id, now)
-        self.notify()
-        return InitResult(row, exists=False, unique=unique)
+            if verdict != limits.DUPLICATE:
+                break
+            # Another request with the same key is being written: wait for its row.
+            if waited > DUPLICATE_WAIT_S:
+                raise UcallerError(Code.INTERNAL)
+            await asyncio.sleep(0.01)
+            waited += 0.01
+            found = await self._find_unique(service.id, unique)
+            if found is not None:
+                return found, False
+        refused = limits.refusal(verdict, score, now)
+        if refused is not None:
+            raise refused
 
-    async def _price(
-        self, conn: AsyncConnection, tariff_id: int | None, channel: str, country: str
-    ) -> int:
+        async def release() -> None:
+            await store.release(token, phone=phone, service_id=service.id, unique=unique)
+
+        try:
+            row = await self._write_once(values)
+        except (IntegrityError, asyncpg.UniqueViolationError):
+            await release()  # the same key won elsewhere after our claim expired
+            found = await self._find_unique(service.id, unique)
+            if found is None:
+                raise
+            return found, False
+        if row is None:
+            await release()
+            raise UcallerError(Code.LOW_BALANCE)
+        return row, True
+
+    async def _write_once(self, values: dict[str, Any]) -> Authorization | None:
+        """Insert and charge with no lock; None (and nothing written) if the balance does not
+        cover the price."""
+        if not self.db.sqlite:
+            hot = INSERT_CHARGED if values["cost"] > 0 else INSERT
+            row = await self.db.fetch_one(hot, values)
+            return None if row is None else Authorization.from_row(row)
+        try:
+            async with self.db.write() as conn:
+                return await self._insert(conn, values)
+        except UcallerError as err:
+            if err.code == Code.LOW_BALANCE:
+                return None
+            raise
+
+    async def _price(self, tariff_id: int | None, channel: str, country: str) -> int:
         """Tariff prices change rarely: each node keeps them for PRICE_CACHE_S seconds."""
         key = (tariff_id, channel, country)
         hit = self._prices.get(key)
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
-        price = await billing.price_of(conn, tariff_id, channel, country)
+        async with self.db.read() as conn:
+            price = await billing.price_of(conn, tariff_id, channel, country)
         self._prices[key] = (now + PRICE_CACHE_S, price)
         return price
 
@@ -267,9 +303,8 @@ class Authorizations:
             )
         return InitResult(found, exists=True, unique=unique)
 
-    async def _insert(
-        self,
-        conn: AsyncConnection,
+    @staticmethod
+    def _values(
         *,
         service: Service,
         phone: str,
@@ -287,11 +322,10 @@ class Authorizations:
         dispatch_state: str = "queued",
         callback_url: str | None = None,
         confirmation_number: str | None = None,
-    ) -> Authorization:
-        values = {
+    ) -> dict[str, Any]:
+        return {
             "service_id": service.id,
             "account_id": service.account_id,
-            "balance_of": service.account_id,
             "direction": direction,
             "phone": phone,
             "code": code,
@@ -311,10 +345,25 @@ class Authorizations:
             "callback_url": callback_url,
             "confirmation_number": confirmation_number,
         }
-        result = await conn.execute(_INSERT, values)
-        return Authorization.from_row(result.one())
 
-    async def _touch_service(self, conn: AsyncConnection, service_id: int, now: float) -> None:
+    async def _insert(self, conn: AsyncConnection, values: dict[str, Any]) -> Authorization:
+        """The row first, the money last: the account's balance row is locked from the charge
+        to the commit, so that stretch is kept to one statement. Raises LOW_BALANCE."""
+        row = Authorization.from_row((await conn.execute(INSERT.clause, values)).one())
+        if row.cost > 0:
+            after = await billing.charge(
+                conn,
+                row.account_id,
+                row.cost,
+                now=row.created_at,
+                channel=row.kind,
+                authorization_id=row.id,
+            )
+            if after is None:
+                raise UcallerError(Code.LOW_BALANCE)
+        return row
+
+    async def _touch_service(self, service_id: int, now: float) -> None:
         # Every request of a service would otherwise queue on this one row's lock; the
         # "last request" time only needs to be right to the second.
         if now - self._touched.get(service_id, -1e18) < TOUCH_EVERY_S:
@@ -322,23 +371,22 @@ class Authorizations:
         if len(self._touched) > 100_000:
             self._touched.clear()
         self._touched[service_id] = now
-        await conn.execute(
-            update(services).where(services.c.id == service_id).values(last_request_at=now)
-        )
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(services).where(services.c.id == service_id).values(last_request_at=now)
+            )
 
-    async def _by_unique(
-        self, conn: AsyncConnection, service_id: int, unique: str
-    ) -> Authorization | None:
-        params = {"service_id": service_id, "unique": unique}
-        row = (await conn.execute(_BY_UNIQUE, params)).first()
-        return Authorization.from_row(row) if row else None
+    async def _find_unique(self, service_id: int, unique: str) -> Authorization | None:
+        row = await self.db.fetch_one(BY_UNIQUE, _unique(service_id, unique))
+        return None if row is None else Authorization.from_row(row)
 
     async def _get(self, conn: AsyncConnection, auth_id: int) -> Authorization:
-        row = (await conn.execute(_BY_ID, {"id": auth_id})).one()
+        row = (await conn.execute(BY_ID.clause, {"id": auth_id})).one()
         return Authorization.from_row(row)
 
     async def _owned(self, conn: AsyncConnection, service_id: int, auth_id: int) -> Authorization:
-        row = (await conn.execute(_OWNED, {"id": auth_id, "service_id": service_id})).first()
+        params = {"id": auth_id, "service_id": service_id}
+        row = (await conn.execute(OWNED.clause, params)).first()
         if row is None:
             raise UcallerError(Code.NO_SUCH_ID)
         return Authorization.from_row(row)
@@ -367,16 +415,19 @@ class Authorizations:
                     "Erroneous attempt to start a free repeat: the previous call is still in"
                     " progress",
                 )
-            if not root.is_test:
+            kind = CallKind.VOICE if voice else CallKind(root.kind)
+            voice_ok = (
+                service.settings.voice_enabled and root.country_iso in self.policy.voice_countries
+            )
+            if kind is CallKind.VOICE and not voice_ok:
+                raise UcallerError(Code.VOICE_UNAVAILABLE)
+            # Last, so that nothing is recorded for a repeat refused for another reason.
+            if self.limit_store is not None:
+                await self._reserve_only(service, None if root.is_test else root.phone, now)
+            elif not root.is_test:
                 await self.db.lock(conn, "phone", root.phone)
                 await limits.check_number(conn, root.phone, now)
-            kind = CallKind.VOICE if voice else CallKind(root.kind)
-            if kind is CallKind.VOICE and not (
-                service.settings.voice_enabled and root.country_iso in self.policy.voice_countries
-            ):
-                raise UcallerError(Code.VOICE_UNAVAILABLE)
-            row = await self._insert(
-                conn,
+            values = self._values(
                 service=service,
                 phone=root.phone,
                 code=root.code,
@@ -390,17 +441,33 @@ class Authorizations:
                 first_id=root.id,
                 repeat_index=len(chain) + 1,
             )
-            await conn.execute(
-                update(authorizations)
-                .where(a.id == root.id)
-                .values(repeat_count=authorizations.c.repeat_count + 1)
-            )
-            await self._touch_service(conn, service.id, now)
+            row = await self._insert(conn, values)
+            await conn.execute(REPEATED, {"root": root.id})
+        await self._touch_service(service.id, now)
         self.notify()
         return InitResult(row, exists=root.unique_key is not None, unique=root.unique_key)
 
+    async def _reserve_only(self, service: Service, phone: str | None, now: float) -> None:
+        """Record in Redis an authorization that does not face the hourly limit (repeats,
+        inbound) but counts towards it, and check the number's limits if ``phone``."""
+        assert self.limit_store is not None
+        hourly = -1 if service.settings.hourly_limit else 0
+        if phone is None and not hourly:
+            return
+        verdict, score = await self.limit_store.reserve(
+            f"{self._node}:{next(self._seq)}",
+            phone=phone,
+            service_id=service.id,
+            hourly=hourly,
+            unique=None,
+            now=now,
+        )
+        refused = limits.refusal(verdict, score, now)
+        if refused is not None:
+            raise refused
+
     async def _chain(self, conn: AsyncConnection, root_id: int) -> list[int]:
-        return [int(r) for r in (await conn.execute(_CHAIN, {"root": root_id})).scalars()]
+        return [int(r) for r in (await conn.execute(CHAIN.clause, {"root": root_id})).scalars()]
 
     async def _status(self, conn: AsyncConnection, auth_id: int) -> int:
         q = select(a.call_status).where(a.id == auth_id)
@@ -411,10 +478,17 @@ class Authorizations:
     async def info(self, service: Service, uid: int) -> Info:
         # Two or three statements on the primary key and the first_id index: one joined
         # statement was measured slower on PostgreSQL (its planning costs more than a trip).
-        async with self.db.read() as conn:
-            auth = await self._owned(conn, service.id, uid)
-            root = auth if auth.first_id is None else await self._get(conn, auth.root_id)
-            chain = await self._chain(conn, root.id) if root.repeat_count else []
+        found = await self.db.fetch_one(OWNED, {"id": uid, "service_id": service.id})
+        if found is None:
+            raise UcallerError(Code.NO_SUCH_ID)
+        auth = root = Authorization.from_row(found)
+        if auth.first_id is not None:
+            root_row = await self.db.fetch_one(BY_ID, {"id": auth.first_id})
+            assert root_row is not None  # repeats are deleted with their original
+            root = Authorization.from_row(root_row)
+        chain: list[int] = []
+        if root.repeat_count:
+            chain = [int(r["id"]) for r in await self.db.fetch_all(CHAIN, {"root": root.id})]
         return Info(
             auth=auth,
             chain=chain,
@@ -440,35 +514,31 @@ class Authorizations:
                 " configured on this installation",
             )
         simulated = is_test or service.test_mode
+        price = 0
+        if not simulated:
+            price = await self._price(account.tariff_id, "inbound", country)
+        values = self._values(
+            service=service,
+            phone=phone,
+            code=number[-4:],
+            client=None,
+            unique=None,
+            kind="inbound",
+            country=country,
+            is_test=simulated,
+            cost=price,
+            now=now,
+            direction="in",
+            dispatch_state="waiting",
+            callback_url=callback_url,
+            confirmation_number=number,
+        )
         async with self.db.write() as conn:
-            price = 0
-            if not simulated:
-                price = await self._price(conn, account.tariff_id, "inbound", country)
-            row = await self._insert(
-                conn,
-                service=service,
-                phone=phone,
-                code=number[-4:],
-                client=None,
-                unique=None,
-                kind="inbound",
-                country=country,
-                is_test=simulated,
-                cost=price,
-                now=now,
-                direction="in",
-                dispatch_state="waiting",
-                callback_url=callback_url,
-                confirmation_number=number,
-            )
-            if price > 0:
-                after = await billing.charge(
-                    conn, account.id, price, now=now, channel="inbound", authorization_id=row.id
-                )
-                if after is None:
-                    raise UcallerError(Code.LOW_BALANCE)
-            await self._touch_service(conn, service.id, now)
-            return row
+            row = await self._insert(conn, values)
+        if self.limit_store is not None:
+            await self._reserve_only(service, None, now)
+        await self._touch_service(service.id, now)
+        return row
 
     async def match_inbound(
         self, conn: AsyncConnection, caller: str, called: str, now: float
@@ -488,3 +558,7 @@ class Authorizations:
         )
         row = (await conn.execute(q)).first()
         return Authorization.from_row(row) if row else None
+
+
+def _unique(service_id: int, unique: str) -> dict[str, Any]:
+    return {"service_id": service_id, "unique": unique}

@@ -4,11 +4,15 @@ Per number (every service of the installation counts): 4 calls in any 60 s, 30 i
 (error 18), and 15 s between two authorizations (error 19). Per service: the hourly limit of
 its settings (error 50). The caller holds the matching lock (Database.lock) so the count and
 the insert that follows are one step.
+
+With Redis configured the same rules are kept in Redis instead (``LimitStore``,
+storage/redis_limits.py): one atomic check-and-record per request, no lock in the database.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 from sqlalchemy import Float, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -71,3 +75,40 @@ async def check_service_hourly(
     count, oldest = row
     if count >= limit:
         raise UcallerError(Code.HOURLY_LIMIT, retry_after=_wait(oldest + HOUR, now))
+
+
+# -- limits kept outside the database (storage/redis_limits.py) ----------------------------
+
+DUPLICATE = "dup"  # another request holds a claim on the same ``unique`` key
+
+
+class LimitStore(Protocol):
+    """Checks and records the limits of one authorization in one atomic step."""
+
+    async def reserve(
+        self,
+        token: str,
+        *,
+        phone: str | None,
+        service_id: int,
+        hourly: int,
+        unique: str | None,
+        now: float,
+    ) -> tuple[str, float | None]: ...
+
+    async def release(
+        self, token: str, *, phone: str | None, service_id: int, unique: str | None
+    ) -> None: ...
+
+
+def refusal(verdict: str, score: float | None, now: float) -> UcallerError | None:
+    """The error for a refused reservation, with the same Retry-After as the SQL counts."""
+    if verdict == "ok" or score is None:
+        return None
+    if verdict == "hour":
+        return UcallerError(Code.HOURLY_LIMIT, retry_after=_wait(score + HOUR, now))
+    if verdict == "day":
+        return UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(score + DAY, now))
+    if verdict == "minute":
+        return UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(score + MINUTE, now))
+    return UcallerError(Code.NUMBER_WAIT, retry_after=_wait(score + MIN_GAP_S, now))

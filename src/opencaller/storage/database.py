@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .db import create_engine, is_sqlite
+from .hot import Hot
+
+Row = Mapping[str, Any]
 
 
 def _immediate(engine: AsyncEngine) -> None:
@@ -35,6 +40,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
         self.reader: AsyncEngine = create_engine(url, pool_size=pool_size)
         # SQLite has one writer at a time. Queueing this process's writers on a lock keeps them
         # out of SQLite's busy handler, which sleeps up to 100 ms between retries.
@@ -64,6 +72,45 @@ class Database:
         async with self._snapshot_free.connect() as conn:
             yield conn
 
+    # -- hot statements (storage/hot.py) ----------------------------------------------------
+
+    async def _asyncpg(self) -> asyncpg.Pool:
+        pool = self._pool
+        if pool is not None:
+            return pool
+        async with self._pool_lock:
+            if self._pool is None:
+                dsn = make_url(self.url).set(drivername="postgresql")
+                self._pool = await asyncpg.create_pool(
+                    dsn.render_as_string(hide_password=False),
+                    min_size=1,
+                    # requests hold a connection for one statement: a few go a long way
+                    max_size=max(2, self.pool_size // 2),
+                    max_inactive_connection_lifetime=300,
+                )
+            return self._pool
+
+    async def fetch_one(self, hot: Hot, params: Mapping[str, Any]) -> Row | None:
+        """One row of a hot statement, outside any transaction (a write commits at once)."""
+        if self.sqlite:
+            async with self.read() as conn:
+                row = (await conn.execute(hot.clause, dict(params))).first()
+            return None if row is None else cast(Row, row._mapping)
+        pool = await self._asyncpg()
+        async with pool.acquire() as conn:
+            record: Row | None = await conn.fetchrow(hot.sql, *hot.args(params))
+        return record
+
+    async def fetch_all(self, hot: Hot, params: Mapping[str, Any]) -> list[Row]:
+        if self.sqlite:
+            async with self.read() as conn:
+                rows = (await conn.execute(hot.clause, dict(params))).all()
+            return [cast(Row, r._mapping) for r in rows]
+        pool = await self._asyncpg()
+        async with pool.acquire() as conn:
+            records: list[Row] = await conn.fetch(hot.sql, *hot.args(params))
+        return records
+
     async def lock(self, conn: AsyncConnection, kind: str, key: str | int) -> None:
         """Serialise transactions that touch the same (kind, key) until commit or rollback."""
         if self.sqlite:
@@ -80,6 +127,8 @@ class Database:
             return False
 
     async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
         await self.reader.dispose()
         if self.sqlite:
             await self._snapshot_free.dispose()

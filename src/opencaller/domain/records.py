@@ -1,0 +1,172 @@
+"""Authorization rows: the record type and the statements of the request path.
+
+Every statement here is built once (building one per request costs more than running it) and
+most are ``Hot`` (storage/hot.py): on PostgreSQL they run on asyncpg directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, String, bindparam, cast, func, insert, literal, select
+from sqlalchemy import update as update_
+
+from ..storage.hot import Hot
+from ..storage.tables import accounts, authorizations, ledger
+
+a = authorizations.c
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    id: int
+    service_id: int
+    account_id: int
+    direction: str
+    phone: str
+    code: str
+    client: str | None
+    unique_key: str | None
+    kind: str
+    country_iso: str
+    is_test: bool
+    cost: int
+    balance_before: int
+    created_at: float
+    first_id: int | None
+    repeat_index: int
+    repeat_count: int
+    call_status: int
+    outcome: str | None
+    caller_id: str | None
+    sip_code: int | None
+    sip_reason: str | None
+    confirmation_number: str | None
+    callback_url: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Authorization:
+        """From a SQLAlchemy row or any mapping keyed by column name (an asyncpg record)."""
+        m: Mapping[str, Any] = getattr(row, "_mapping", row)
+        return cls(**{f.name: m[f.name] for f in _FIELDS})
+
+    @property
+    def root_id(self) -> int:
+        return self.first_id or self.id
+
+
+_FIELDS = fields(Authorization)
+
+BY_ID = Hot(select(authorizations).where(a.id == bindparam("id", type_=BigInteger)))
+OWNED = Hot(BY_ID.clause.where(a.service_id == bindparam("service_id", type_=BigInteger)))  # type: ignore[attr-defined]
+BY_UNIQUE = Hot(
+    select(authorizations).where(
+        a.service_id == bindparam("service_id", type_=BigInteger),
+        a.unique_key == bindparam("unique", type_=String),
+    )
+)
+CHAIN = Hot(select(a.id).where(a.first_id == bindparam("root", type_=BigInteger)).order_by(a.id))
+
+# Columns a new authorization is written with; the rest keep their defaults (NULL).
+NEW_COLUMNS = (
+    "service_id",
+    "account_id",
+    "direction",
+    "phone",
+    "code",
+    "client",
+    "unique_key",
+    "kind",
+    "country_iso",
+    "is_test",
+    "cost",
+    "refunded",
+    "created_at",
+    "first_id",
+    "repeat_index",
+    "repeat_count",
+    "call_status",
+    "dispatch_state",
+    "callback_url",
+    "confirmation_number",
+)
+
+
+def _new_values() -> dict[str, Any]:
+    return {name: bindparam(name, type_=authorizations.c[name].type) for name in NEW_COLUMNS}
+
+
+# getInfo's `balance` is the balance before this authorization was charged.
+INSERT = Hot(
+    insert(authorizations)
+    .values(
+        **_new_values(),
+        balance_before=select(accounts.c.balance)
+        .where(accounts.c.id == bindparam("account_id", type_=BigInteger))
+        .scalar_subquery(),
+    )
+    .returning(*authorizations.c)
+)
+
+
+def _insert_charged() -> Hot:
+    """PostgreSQL: take the price, write the authorization and its ledger row in one
+    statement, hence one implicit transaction and one round trip. No row comes back when the
+    balance does not cover the price; then nothing was written."""
+    cost = bindparam("cost", type_=BigInteger)
+    now = bindparam("created_at", type_=Float)
+    taken = (
+        update_(accounts)
+        .where(
+            accounts.c.id == bindparam("account_id", type_=BigInteger),
+            accounts.c.balance >= cost,
+        )
+        .values(balance=accounts.c.balance - cost, updated_at=now)
+        .returning(accounts.c.balance)
+        .cte("taken")
+    )
+    values = _new_values()
+    columns = list(values)
+    row = select(*values.values(), (taken.c.balance + cost).label("balance_before"))
+    new = (
+        insert(authorizations)
+        .from_select([*columns, "balance_before"], row.select_from(taken))
+        .returning(*authorizations.c)
+        .cte("new")
+    )
+    entry = insert(ledger).from_select(
+        [
+            "account_id",
+            "kind",
+            "amount",
+            "balance_after",
+            "authorization_id",
+            "channel",
+            "actor",
+            "reason",
+            "created_at",
+        ],
+        select(
+            new.c.account_id,
+            literal("charge"),
+            -new.c.cost,
+            new.c.balance_before - new.c.cost,
+            new.c.id,
+            new.c.kind,
+            literal("system"),
+            func.concat(new.c.kind, literal(" #"), cast(new.c.id, String)),
+            new.c.created_at,
+        ).select_from(new),
+    )
+    return Hot(select(new).add_cte(entry.cte("entry")))
+
+
+INSERT_CHARGED = _insert_charged()
+
+REPEATED = (
+    update_(authorizations)
+    .where(a.id == bindparam("root", type_=BigInteger))
+    .values(repeat_count=a.repeat_count + 1)
+)

@@ -1,0 +1,138 @@
+"""The per-number and per-service limits (domain/limits.py) kept in Redis.
+
+With Redis configured, initCall checks and records its limits in one Lua script, so the
+database write that follows needs no lock and no count: one round trip to Redis and one
+statement to PostgreSQL. Each sorted set holds one member per authorization (a token made by
+the caller), scored with its creation time from the caller's clock, exactly the times the
+database rows get; the windows are the same comparisons as the SQL counts.
+
+A reservation whose write did not happen (balance too low, a duplicate ``unique``) is
+released. If a node dies between the two, the member stays: the error is on the side of
+refusing, never of letting an extra call through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+# KEYS: [1] the number's set, [2] the service's hourly set, [3] the unique-key claim.
+# ARGV: [1] now, [2] token, [3] hourly limit (0: none, -1: record without checking),
+#       [4] '1' to check and record the number, [5] claim ttl ms (0: no claim),
+#       [6] per minute, [7] per day, [8] minimum gap, [9] minute, [10] day, [11] hour.
+# Returns {'ok'} | {'dup'} | {'hour'|'day'|'minute'|'gap', score of the entry that decides}.
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local token = ARGV[2]
+local hourly = tonumber(ARGV[3])
+local number = ARGV[4] == '1'
+local claim_ms = tonumber(ARGV[5])
+local function f(x) return string.format('%.17g', x) end
+if claim_ms > 0 and redis.call('EXISTS', KEYS[3]) == 1 then return {'dup'} end
+if hourly ~= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', f(now - tonumber(ARGV[11])))
+  if hourly > 0 and redis.call('ZCARD', KEYS[2]) >= hourly then
+    return {'hour', redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2]}
+  end
+end
+if number then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', f(now - tonumber(ARGV[10])))
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[7]) then
+    return {'day', redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]}
+  end
+  local since = '(' .. f(now - tonumber(ARGV[9]))
+  if redis.call('ZCOUNT', KEYS[1], since, '+inf') >= tonumber(ARGV[6]) then
+    local first = redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    return {'minute', first[2]}
+  end
+  local newest = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if newest[2] and now - tonumber(newest[2]) < tonumber(ARGV[8]) then
+    return {'gap', newest[2]}
+  end
+end
+if hourly ~= 0 then
+  redis.call('ZADD', KEYS[2], ARGV[1], token)
+  redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(ARGV[11])) + 1)
+end
+if number then
+  redis.call('ZADD', KEYS[1], ARGV[1], token)
+  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[10])) + 1)
+end
+if claim_ms > 0 then redis.call('SET', KEYS[3], token, 'PX', claim_ms) end
+return {'ok'}
+"""
+
+# Same KEYS; ARGV[1] = token. Takes back what _RESERVE recorded for that token.
+_RELEASE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
+# A claim on a ``unique`` key only has to outlive the one statement that writes the row; the
+# database's unique constraint is what finally decides.
+CLAIM_MS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """The rules' numbers, given by the domain (domain/limits.py owns them)."""
+
+    per_minute: int
+    per_day: int
+    min_gap_s: float
+    minute_s: float
+    day_s: float
+    hour_s: float
+
+
+class RedisLimits:
+    def __init__(self, client: aioredis.Redis, *, prefix: str, windows: Windows) -> None:
+        self.prefix = prefix
+        self.windows = windows
+        self._reserve = client.register_script(_RESERVE)
+        self._release = client.register_script(_RELEASE)
+
+    def _keys(self, phone: str | None, service_id: int, unique: str | None) -> list[str]:
+        p = self.prefix
+        return [f"{p}num:{phone}", f"{p}hour:{service_id}", f"{p}uniq:{service_id}:{unique}"]
+
+    async def reserve(
+        self,
+        token: str,
+        *,
+        phone: str | None,
+        service_id: int,
+        hourly: int,
+        unique: str | None,
+        now: float,
+    ) -> tuple[str, float | None]:
+        """``hourly``: the service's limit, 0 for none, -1 to record without checking.
+        ``phone`` None: the number's limits do not apply (test numbers)."""
+        w = self.windows
+        args: list[str | int] = [
+            repr(now),
+            token,
+            hourly,
+            1 if phone else 0,
+            CLAIM_MS if unique else 0,
+            w.per_minute,
+            w.per_day,
+            repr(w.min_gap_s),
+            repr(w.minute_s),
+            repr(w.day_s),
+            repr(w.hour_s),
+        ]
+        keys = self._keys(phone, service_id, unique)
+        reply = await cast(Any, self._reserve(keys=keys, args=args))
+        verdict = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        return verdict, (float(reply[1]) if len(reply) > 1 else None)
+
+    async def release(
+        self, token: str, *, phone: str | None, service_id: int, unique: str | None
+    ) -> None:
+        keys = self._keys(phone, service_id, unique)
+        await cast(Any, self._release(keys=keys, args=[token]))
