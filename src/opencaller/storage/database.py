@@ -36,6 +36,12 @@ def _immediate(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """Hot statements leave no session state (no locks, LISTEN or SET) behind, so the
+    pool's default reset, a round trip on every release, has nothing to undo. asyncpg still
+    rolls back a transaction left open."""
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
@@ -87,6 +93,7 @@ class Database:
                     # requests hold a connection for one statement: a few go a long way
                     max_size=max(2, self.pool_size // 2),
                     max_inactive_connection_lifetime=300,
+                    reset=_nothing_to_reset,
                 )
             return self._pool
 
