@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     secret: str = ""  # signs dashboard sessions; generated once and kept in the database if empty
     log_json: bool = False
     log_level: str = "INFO"
+    # Files derived from installed packages (the place-name table); default: see docs
+    cache_dir: str | None = None
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -15,7 +15,7 @@ from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
 from .domain.inbound import InboundVerifications
 from .domain.throttle import Counters, MemoryCounters
-from .numbering import PhoneDirectory
+from .numbering import PhoneDirectory, places
 from .storage.database import Database
 from .storage.redis_counters import RedisCounters
 from .storage.redis_limits import RedisLimits, Windows
@@ -53,6 +53,10 @@ class Runtime:
         self.counters: Counters = counters or self.redis or MemoryCounters()
         self.simulator = Simulator(settings.simulator)
         self.provider: Provider = provider or build_provider(settings, self.simulator)
+        # Place names: built once per machine by a child process, then read from a file; at
+        # startup, so the first request does not wait for it.
+        places.configure(settings.cache_dir)
+        places.warm()
         self.directory = PhoneDirectory(self.db.reader)
         self.auth = Authenticator(self.db, self.counters, cache_s=settings.auth_cache_s)
         self.dispatcher: Dispatcher | None = None

@@ -19,6 +19,7 @@ from phonenumbers import carrier
 from sqlalchemy import BigInteger, Select, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from opencaller.numbering import places
 from opencaller.numbering.mnp import PortedNumber, import_mnp
 from opencaller.numbering.operators import known_operator, operator_by_mnc
 from opencaller.numbering.parse import (
@@ -105,14 +106,6 @@ class PhoneInfo:
         }
 
 
-def _geocoder() -> Any:
-    """libphonenumber's place names take about 90 MB once loaded: load them on the first
-    lookup, so processes that never describe a number (workers) do not carry them."""
-    import phonenumbers.geocoder
-
-    return phonenumbers.geocoder
-
-
 def describe(phone: object, default_region: str | None = DEFAULT_REGION) -> PhoneInfo:
     """What libphonenumber alone knows; no database. Raises :class:`InvalidPhoneNumber`.
 
@@ -124,8 +117,9 @@ def describe(phone: object, default_region: str | None = DEFAULT_REGION) -> Phon
 
 def _describe(parsed: ParsedPhone) -> PhoneInfo:
     number = parsed.number
-    geocoder = _geocoder()
-    country = geocoder.country_name_for_number(number, "ru") if parsed.region else ""
+    # Not phonenumbers.geocoder: its data costs every process ~100 MB (see places.py).
+    names = places.names()
+    country = names.country_name_for_number(number) if parsed.region else ""
     carrier_en = carrier.name_for_number(number, "en")
     carrier_ru = carrier.name_for_number(number, "ru") or carrier_en
     provider, mnc = carrier_en, 0
@@ -133,7 +127,7 @@ def _describe(parsed: ParsedPhone) -> PhoneInfo:
         known = known_operator(carrier_en)
         if known:
             provider, mnc = known.brand, known.mnc
-    place = geocoder.description_for_number(number, "ru")
+    place = names.description_for_number(number)
     return PhoneInfo(
         source=parsed.source,
         mobile=1 if parsed.is_mobile else 0,
