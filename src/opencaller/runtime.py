@@ -57,7 +57,7 @@ class Runtime:
         # startup, so the first request does not wait for it.
         places.configure(settings.cache_dir)
         places.warm()
-        self.directory = PhoneDirectory(self.db.reader)
+        self.directory = PhoneDirectory(self.db.reader, fetch=self.db.fetch_one)
         self.auth = Authenticator(self.db, self.counters, cache_s=settings.auth_cache_s)
         self.dispatcher: Dispatcher | None = None
         if dispatch:
@@ -114,7 +114,7 @@ class Runtime:
             day_s=limits.DAY,
             hour_s=limits.HOUR,
         )
-        return RedisLimits(self.redis.redis, prefix=self.redis.prefix, windows=windows)
+        return RedisLimits(self.redis.batcher, prefix=self.redis.prefix, windows=windows)
 
     def _notify(self) -> None:
         if self.dispatcher is not None:

@@ -118,6 +118,8 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # Forwarded-for headers are read by the API itself, from trusted_proxies only.
+        proxy_headers=False,
         loop="uvloop",
         http="httptools",
     )

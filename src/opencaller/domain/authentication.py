@@ -3,6 +3,7 @@ service and its account, the IP allow-list, and the per-second limit."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import time
@@ -28,6 +29,8 @@ class Authenticator:
         # service id -> (loaded at, service, account); a short cache keeps one read off
         # every request, and changes made in the dashboard apply within cache_s.
         self._cache: dict[int, tuple[float, Service, Account]] = {}
+        # Requests that miss the cache together share one read instead of one each.
+        self._loading: dict[int, asyncio.Task[tuple[Service, Account] | None]] = {}
 
     def forget(self, service_id: int | None = None) -> None:
         if service_id is None:
@@ -40,6 +43,14 @@ class Authenticator:
         hit = self._cache.get(service_id)
         if hit is not None and now - hit[0] < self.cache_s:
             return hit[1], hit[2]
+        task = self._loading.get(service_id)
+        if task is None:
+            task = asyncio.ensure_future(self._read(service_id, now))
+            self._loading[service_id] = task
+            task.add_done_callback(lambda _: self._loading.pop(service_id, None))
+        return await asyncio.shield(task)
+
+    async def _read(self, service_id: int, now: float) -> tuple[Service, Account] | None:
         async with self.db.read() as conn:
             service = await get_service(conn, service_id)
             account = await get_account(conn, service.account_id) if service else None

@@ -273,7 +273,7 @@ class Authorizations:
         cover the price."""
         if not self.db.sqlite:
             hot = INSERT_CHARGED if values["cost"] > 0 else INSERT
-            row = await self.db.fetch_one(hot, values)
+            row = await self.db.write_one(hot, values)
             return None if row is None else Authorization.from_row(row)
         try:
             async with self.db.write() as conn:

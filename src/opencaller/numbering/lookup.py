@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from opencaller.numbering.registry import (
     directory_version,
     import_registry,
 )
+from opencaller.storage.hot import Hot
 from opencaller.storage.numbering_tables import numbering_ranges, ported_numbers
 
 FLAG_BASE_URL = "https://static.ucaller.ru/flag/"
@@ -214,23 +215,33 @@ def _combined_query(national_number: int | None = None, phone: int | None = None
 
 
 _COMBINED = _combined_query()
+_COMBINED_HOT = Hot(_COMBINED)
+
+# Runs a hot statement outside a transaction (Database.fetch_one).
+Fetch = Callable[[Hot, Mapping[str, Any]], Awaitable[Mapping[str, Any] | None]]
 
 
 async def _registry_and_porting(
     conn: AsyncConnection, national_number: int, phone: int
 ) -> tuple[dict[str, Any] | None, PortedNumber | None]:
     row = (await conn.execute(_COMBINED, {"n": national_number, "phone": phone})).one()
+    return _holder_and_porting(row._mapping, national_number, phone)
+
+
+def _holder_and_porting(
+    row: Mapping[str, Any], national_number: int, phone: int
+) -> tuple[dict[str, Any] | None, PortedNumber | None]:
     found: dict[str, Any] | None = None
-    if row.range_to is not None and row.range_to >= national_number:
+    if row["range_to"] is not None and row["range_to"] >= national_number:
         found = {
-            "category": row.category,
-            "operator": row.operator,
-            "region": row.region,
-            "city": row.city,
+            "category": row["category"],
+            "operator": row["operator"],
+            "region": row["region"],
+            "city": row["city"],
         }
     ported = None
-    if row.ported_operator is not None:
-        ported = PortedNumber(number=phone, operator=row.ported_operator, mnc=row.ported_mnc)
+    if row["ported_operator"] is not None:
+        ported = PortedNumber(number=phone, operator=row["ported_operator"], mnc=row["ported_mnc"])
     return found, ported
 
 
@@ -275,8 +286,10 @@ class PhoneDirectory:
         default_region: str | None = DEFAULT_REGION,
         cache_size: int = 100_000,
         version_check_s: float = 5.0,
+        fetch: Fetch | None = None,
     ) -> None:
         self.engine = engine
+        self.fetch = fetch  # the request path's faster way to the same database, if given
         self.default_region = default_region
         self.version_check_s = version_check_s
         self._cache = _Lru(cache_size)
@@ -336,8 +349,14 @@ class PhoneDirectory:
         )
         if not russian:
             return _describe(parsed) if parsed.valid else InvalidReason.NOT_ASSIGNED
-        async with self.engine.connect() as conn:
-            found, ported = await _registry_and_porting(conn, parsed.national_number, parsed.phone)
+        n, phone = parsed.national_number, parsed.phone
+        if self.fetch is not None:
+            row = await self.fetch(_COMBINED_HOT, {"n": n, "phone": phone})
+            assert row is not None  # an outer join from a one-row anchor
+            found, ported = _holder_and_porting(row, n, phone)
+        else:
+            async with self.engine.connect() as conn:
+                found, ported = await _registry_and_porting(conn, n, phone)
         if not parsed.valid and found is None:
             return InvalidReason.NOT_ASSIGNED
         info = _describe(parsed)

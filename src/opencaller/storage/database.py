@@ -98,7 +98,8 @@ class Database:
             return self._pool
 
     async def fetch_one(self, hot: Hot, params: Mapping[str, Any]) -> Row | None:
-        """One row of a hot statement, outside any transaction (a write commits at once)."""
+        """One row of a hot read, outside any transaction (each statement sees what was
+        committed when it starts). Writes go through ``write_one``."""
         if self.sqlite:
             async with self.read() as conn:
                 row = (await conn.execute(hot.clause, dict(params))).first()
@@ -107,6 +108,15 @@ class Database:
         async with pool.acquire() as conn:
             record: Row | None = await conn.fetchrow(hot.sql, *hot.args(params))
         return record
+
+    async def write_one(self, hot: Hot, params: Mapping[str, Any]) -> Row | None:
+        """A hot write committed on its own: on PostgreSQL one round trip (its implicit
+        transaction), on SQLite a write transaction in this process's writer queue."""
+        if self.sqlite:
+            async with self.write() as conn:
+                row = (await conn.execute(hot.clause, dict(params))).first()
+            return None if row is None else cast(Row, row._mapping)
+        return await self.fetch_one(hot, params)
 
     async def fetch_all(self, hot: Hot, params: Mapping[str, Any]) -> list[Row]:
         if self.sqlite:

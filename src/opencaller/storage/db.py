@@ -56,7 +56,8 @@ def create_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) ->
         return engine
     # No pre-ping: it costs a round trip on every checkout. A connection the server dropped
     # fails one statement, is discarded, and recycling retires connections before idle limits.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    # No overflow: a burst waits for a connection rather than exhausting max_connections.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800)
 
 
 def alembic_config(url: str) -> Config:

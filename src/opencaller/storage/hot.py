@@ -30,7 +30,7 @@ class Hot:
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
         # literal() values are bind parameters too: they come with the statement
         self.defaults: dict[str, Any] = {
-            name: bind.value for bind, name in compiled.bind_names.items() if bind.value is not None
+            name: bind.value for bind, name in compiled.bind_names.items() if not bind.required
         }
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:

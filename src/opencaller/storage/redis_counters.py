@@ -13,6 +13,8 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
+from .redis_batch import Script, ScriptBatcher
+
 # KEYS[1] = block key of the IP, KEYS[2] = counter of one second; ARGV[1] = ttl (s).
 # Returns {blocked-until or false, count including this hit}: one round trip per request.
 _ADMIT = """
@@ -63,7 +65,8 @@ class RedisCounters:
         self.fail_window_s = fail_window_s
         self.block_s = block_s
         self._hit = self.redis.register_script(_HIT)
-        self._admit = self.redis.register_script(_ADMIT)
+        self.batcher = ScriptBatcher(self.redis)
+        self._admit = Script(_ADMIT)
         self._fail = self.redis.register_script(_FAIL)
         self._seq = 0
         self._node = uuid.uuid4().hex[:12]
@@ -72,7 +75,7 @@ class RedisCounters:
         self, ip: str, key: str, limit: int, now: float
     ) -> tuple[int | None, int | None]:
         keys = [f"{self.prefix}blocked:{ip}", f"{self.prefix}rate:{key}:{int(now)}"]
-        raw, count = await cast(Any, self._admit(keys=keys, args=[3]))
+        raw, count = await self.batcher.run(self._admit, keys, [3])
         blocked = None
         if raw is not None:
             until = float(raw)

@@ -14,9 +14,8 @@ refusing, never of letting an extra call through.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
 
-import redis.asyncio as aioredis
+from .redis_batch import Script, ScriptBatcher
 
 # KEYS: [1] the number's set, [2] the service's hourly set, [3] the unique-key claim.
 # ARGV: [1] now, [2] token, [3] hourly limit (0: none, -1: record without checking),
@@ -90,11 +89,12 @@ class Windows:
 
 
 class RedisLimits:
-    def __init__(self, client: aioredis.Redis, *, prefix: str, windows: Windows) -> None:
+    def __init__(self, batcher: ScriptBatcher, *, prefix: str, windows: Windows) -> None:
+        self.batcher = batcher
         self.prefix = prefix
         self.windows = windows
-        self._reserve = client.register_script(_RESERVE)
-        self._release = client.register_script(_RELEASE)
+        self._reserve = Script(_RESERVE)
+        self._release = Script(_RELEASE)
 
     def _keys(self, phone: str | None, service_id: int, unique: str | None) -> list[str]:
         p = self.prefix
@@ -127,7 +127,7 @@ class RedisLimits:
             repr(w.hour_s),
         ]
         keys = self._keys(phone, service_id, unique)
-        reply = await cast(Any, self._reserve(keys=keys, args=args))
+        reply = await self.batcher.run(self._reserve, keys, args)
         verdict = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         return verdict, (float(reply[1]) if len(reply) > 1 else None)
 
@@ -135,4 +135,4 @@ class RedisLimits:
         self, token: str, *, phone: str | None, service_id: int, unique: str | None
     ) -> None:
         keys = self._keys(phone, service_id, unique)
-        await cast(Any, self._release(keys=keys, args=[token]))
+        await self.batcher.run(self._release, keys, [token])
