@@ -310,6 +310,8 @@ def run_setup(
         # warm up every process (auth cache, connection pools)
         wrk(base + "/livez", "plain.lua", [], 16, 2)
         wrk(base + "/v1.0/initCall", "initcall.lua", [str(sid), key, op_codes.pop()], 16, 2)
+        lo, hi = asyncio.run(id_range(setup.db_url))
+        wrk(base + "/v1.0/getInfo", "getinfo.lua", [str(sid), key, str(lo), str(hi)], 16, 2)
         best_init = 0.0
         for c in conc:
             ceiling = wrk(base + "/livez", "plain.lua", [], c, seconds)

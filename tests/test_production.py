@@ -13,12 +13,13 @@ import pytest
 
 from opencaller.config import Settings
 from opencaller.dispatch.wakeup import Listener, Notifier
+from opencaller.domain.clock import FakeClock
 from opencaller.domain.throttle import MemoryCounters
 from opencaller.observability.logs import JsonFormatter
 from opencaller.runtime import Runtime
 from opencaller.storage.redis_counters import RedisCounters
 
-from .support import Api
+from .support import Api, make_api
 
 REDIS_URL = os.environ.get("OPENCALLER_TEST_REDIS_URL", "")
 needs_redis = pytest.mark.skipif(
@@ -156,3 +157,123 @@ def test_json_logs_carry_the_ucaller_id() -> None:
     record.ucaller_id = 42
     out = orjson.loads(JsonFormatter().format(record))
     assert out["msg"] == "call x" and out["ucaller_id"] == 42 and out["level"] == "info"
+
+
+@needs_redis
+async def test_admits_sent_together_get_their_own_answers_even_after_redis_forgets_scripts(
+    nodes: tuple[RedisCounters, RedisCounters],
+) -> None:
+    """Scripts called at once go to Redis in one pipeline; a Redis that lost its scripts
+    (a restart, SCRIPT FLUSH) gets them again without failing anyone's request."""
+    one, two = nodes
+    await one.redis.script_flush()
+    results = await asyncio.gather(
+        *((one if i % 2 else two).admit("10.0.0.9", "svc:9", 11, NOW + 0.25) for i in range(40))
+    )
+    assert [blocked for blocked, _ in results] == [None] * 40
+    assert sum(wait is None for _, wait in results) == 11
+    await one.redis.script_flush()
+    assert await one.admit("10.0.0.9", "svc:9", 11, NOW + 1.25) == (None, None)
+
+
+@needs_redis
+async def test_number_limits_in_redis_hold_across_nodes(redis_prefix: str) -> None:
+    """Two nodes reserving for one number at the same instant: one gets it, the others are
+    told to wait the 15 s gap; the service's hourly limit counts across nodes too."""
+    from opencaller.domain import limits
+    from opencaller.storage.redis_limits import RedisLimits, Windows
+
+    windows = Windows(
+        per_minute=limits.PER_MINUTE,
+        per_day=limits.PER_DAY,
+        min_gap_s=limits.MIN_GAP_S,
+        minute_s=limits.MINUTE,
+        day_s=limits.DAY,
+        hour_s=limits.HOUR,
+    )
+    one_c = RedisCounters(REDIS_URL, prefix=redis_prefix)
+    two_c = RedisCounters(REDIS_URL, prefix=redis_prefix)
+    one = RedisLimits(one_c.batcher, prefix=redis_prefix, windows=windows)
+    two = RedisLimits(two_c.batcher, prefix=redis_prefix, windows=windows)
+    try:
+        verdicts = await asyncio.gather(
+            *(
+                (one if i % 2 else two).reserve(
+                    f"t{i}", phone="79161234567", service_id=5, hourly=0, unique=None, now=NOW
+                )
+                for i in range(20)
+            )
+        )
+        assert sorted(v for v, _ in verdicts) == ["gap"] * 19 + ["ok"]
+        # A released reservation frees the number at once.
+        winner = next(i for i, (v, _) in enumerate(verdicts) if v == "ok")
+        await (one if winner % 2 else two).release(
+            f"t{winner}", phone="79161234567", service_id=5, unique=None
+        )
+        again = await one.reserve(
+            "t99", phone="79161234567", service_id=5, hourly=0, unique=None, now=NOW + 1
+        )
+        assert again == ("ok", None)
+        hourly = await asyncio.gather(
+            *(
+                (one if i % 2 else two).reserve(
+                    f"h{i}", phone=f"7916000{i:04d}", service_id=6, hourly=3, unique=None, now=NOW
+                )
+                for i in range(10)
+            )
+        )
+        assert sorted(v for v, _ in hourly) == ["hour"] * 7 + ["ok"] * 3
+        refused = limits.refusal(*next(h for h in hourly if h[0] == "hour"), now=NOW + 100)
+        assert refused is not None and refused.code == 50 and refused.retry_after == 3500
+    finally:
+        await one_c.close()
+        await two_c.close()
+
+
+@needs_pg
+async def test_outcomes_written_together_leave_other_dispatchers_rows_alone(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """Outcomes that end in one statement: a row whose lease another dispatcher holds now is
+    not overwritten, and only its own caller hears so."""
+    from sqlalchemy import select, update
+
+    from opencaller.dispatch.outcomes import OutcomeBatcher
+    from opencaller.storage.tables import authorizations as t
+
+    async with make_api(settings, clock, dispatch=False) as api:
+        ids = [
+            (await api.get("initCall", phone=phone))["ucaller_id"]
+            for phone in ("79000000001", "79000000002")
+        ]
+        async with api.rt.db.write() as conn:
+            for uid, owner in zip(ids, ("me", "other"), strict=True):
+                await conn.execute(
+                    update(t)
+                    .where(t.c.id == uid)
+                    .values(dispatch_state="dialing", lease_owner=owner, lease_until=NOW + 30)
+                )
+        batcher = OutcomeBatcher(api.rt.db, "me")
+
+        def outcome(uid: int) -> dict[str, object]:
+            return {
+                "b_id": uid,
+                "b_status": 1,
+                "b_outcome": "delivered",
+                "b_caller_id": "79001234567",
+                "b_sip_code": 180,
+                "b_sip_reason": None,
+                "b_q850": None,
+                "b_now": NOW,
+            }
+
+        assert await asyncio.gather(*(batcher.write(outcome(u)) for u in ids)) == [True, False]
+        async with api.rt.db.read() as conn:
+            rows = {
+                r.id: r
+                for r in await conn.execute(
+                    select(t.c.id, t.c.dispatch_state, t.c.call_status).where(t.c.id.in_(ids))
+                )
+            }
+        assert (rows[ids[0]].dispatch_state, rows[ids[0]].call_status) == ("done", 1)
+        assert (rows[ids[1]].dispatch_state, rows[ids[1]].call_status) == ("dialing", -1)

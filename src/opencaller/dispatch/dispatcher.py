@@ -29,6 +29,7 @@ from ..storage.database import Database
 from ..storage.hot import Hot
 from ..storage.tables import authorizations
 from ..telephony.base import CallKind, CallReport, CallRequest, Outcome, Provider
+from .outcomes import OutcomeBatcher
 
 log = logging.getLogger("opencaller.dispatch")
 a = authorizations.c
@@ -64,6 +65,31 @@ _FINISH = Hot(
 )
 
 
+# Claim up to :free queued rows, oldest first, skipping rows another dispatcher is claiming:
+# one statement, so on PostgreSQL it commits on its own.
+_CLAIM = Hot(
+    update(authorizations)
+    .where(
+        a.id.in_(
+            select(a.id)
+            .where(a.dispatch_state == "queued")
+            .order_by(a.id)
+            .limit(bindparam("free", type_=Integer))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        ),
+        a.dispatch_state == "queued",
+    )
+    .values(
+        dispatch_state="dialing",
+        lease_owner=bindparam("owner", type_=String),
+        lease_until=bindparam("until", type_=Float),
+        dialed_at=bindparam("now", type_=Float),
+    )
+    .returning(a.id, a.phone, a.code, a.kind, a.is_test, a.created_at, a.cost)
+)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -95,6 +121,8 @@ class Dispatcher:
         # Recovery scans the table; once a second is plenty and keeps it off the wake-up path.
         self.recover_interval_s = min(1.0, lease_s / 3)
         self._recovered_at = -1e18
+        # PostgreSQL: outcomes with nothing to refund are written many per statement.
+        self._outcomes = None if db.sqlite else OutcomeBatcher(db, self.name)
 
     def wake(self) -> None:
         self._wake.set()
@@ -155,33 +183,14 @@ class Dispatcher:
         if free <= 0:
             return 0
         now = self.clock.now()
-        pick = (
-            select(a.id)
-            .where(a.dispatch_state == "queued")
-            .order_by(a.id)
-            .limit(free)
-            .with_for_update(skip_locked=True)
-        )
-        async with self.db.write() as conn:
-            rows = (
-                await conn.execute(
-                    update(authorizations)
-                    .where(a.id.in_(pick.scalar_subquery()), a.dispatch_state == "queued")
-                    .values(
-                        dispatch_state="dialing",
-                        lease_owner=self.name,
-                        lease_until=now + self.lease_s,
-                        dialed_at=now,
-                    )
-                    .returning(a.id, a.phone, a.code, a.kind, a.is_test, a.created_at, a.cost)
-                )
-            ).all()
+        params = {"free": free, "owner": self.name, "until": now + self.lease_s, "now": now}
+        rows = await self.db.write_all(_CLAIM, params)
         for r in rows:
-            metrics.DISPATCH_DELAY.observe(max(0.0, now - r.created_at))
-            request = CallRequest(int(r.id), r.phone, r.code, CallKind(r.kind))
-            provider = self.simulator if r.is_test else self.provider
+            metrics.DISPATCH_DELAY.observe(max(0.0, now - r["created_at"]))
+            request = CallRequest(int(r["id"]), r["phone"], r["code"], CallKind(r["kind"]))
+            provider = self.simulator if r["is_test"] else self.provider
             task = asyncio.create_task(
-                self._call(request, provider, int(r.cost)), name=f"call-{r.id}"
+                self._call(request, provider, int(r["cost"])), name=f"call-{r['id']}"
             )
             self._inflight[request.ucaller_id] = task
         return len(rows)
@@ -220,7 +229,11 @@ class Dispatcher:
             "b_now": now,
         }
         if status == 1 or cost == 0:
-            if await self.db.write_one(_FINISH, params) is None:
+            if self._outcomes is not None:
+                written = await self._outcomes.write(params)
+            else:
+                written = await self.db.write_one(_FINISH, params) is not None
+            if not written:
                 return False  # someone else finalised it (lease lost)
         else:  # the outcome and the refund are one transaction
             async with self.db.write() as conn:

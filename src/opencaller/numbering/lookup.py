@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from phonenumbers import carrier
+from phonenumbers import PhoneNumberType, carrier
 from sqlalchemy import BigInteger, Select, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -116,22 +116,35 @@ def describe(phone: object, default_region: str | None = DEFAULT_REGION) -> Phon
     return _describe(parsed)
 
 
+# Types libphonenumber has carrier names for, and those answered as mobile (see ParsedPhone).
+_CARRIER_TYPES = frozenset(
+    {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE, PhoneNumberType.PAGER}
+)
+_MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+
+
 def _describe(parsed: ParsedPhone) -> PhoneInfo:
     number = parsed.number
     # Not phonenumbers.geocoder: its data costs every process ~100 MB (see places.py).
     names = places.names()
+    # The number's type takes libphonenumber ~50 us: worked out once here, not in every call.
+    kind = parsed.number_type
     country = names.country_name_for_number(number) if parsed.region else ""
-    carrier_en = carrier.name_for_number(number, "en")
-    carrier_ru = carrier.name_for_number(number, "ru") or carrier_en
+    carrier_en = carrier_ru = ""
+    if kind in _CARRIER_TYPES:
+        carrier_en = carrier.name_for_valid_number(number, "en")
+        carrier_ru = carrier.name_for_valid_number(number, "ru") or carrier_en
     provider, mnc = carrier_en, 0
     if parsed.region == "RU":
         known = known_operator(carrier_en)
         if known:
             provider, mnc = known.brand, known.mnc
-    place = names.description_for_number(number)
+    place = names.description_for_number(
+        number, kind=kind, country=country if parsed.region else None
+    )
     return PhoneInfo(
         source=parsed.source,
-        mobile=1 if parsed.is_mobile else 0,
+        mobile=1 if kind in _MOBILE_TYPES else 0,
         phone=parsed.phone,
         country_iso=parsed.region,
         country_code=parsed.country_code,

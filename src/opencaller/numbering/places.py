@@ -48,7 +48,9 @@ BUILD_TIMEOUT_S = 300.0  # the build takes about 2 s; generous for a loaded mach
 class Names(Protocol):
     def country_name_for_number(self, number: PhoneNumber) -> str: ...
 
-    def description_for_number(self, number: PhoneNumber) -> str: ...
+    def description_for_number(
+        self, number: PhoneNumber, *, kind: int | None = None, country: str | None = None
+    ) -> str: ...
 
 
 class PlaceTable:
@@ -121,12 +123,16 @@ class PlaceTable:
                 found = region
         return self.country(found)
 
-    def description_for_number(self, number: PhoneNumber) -> str:
+    def description_for_number(
+        self, number: PhoneNumber, *, kind: int | None = None, country: str | None = None
+    ) -> str:
         """The place of a geographic number (fixed line, and mobiles where the plan ties them to
-        a place), falling back to the country; "" for an invalid number."""
+        a place), falling back to the country; "" for an invalid number. ``kind`` (its
+        PhoneNumberType) and ``country`` (``country_name_for_number``) save computing them again
+        when the caller has them."""
         if self._broken is None:
             try:
-                return self._description(number)
+                return self._description(number, kind, country)
             except sqlite3.Error:
                 # The file was checked when opened; if it fails later (changed on disk), keep
                 # answering the same names rather than failing requests.
@@ -134,13 +140,14 @@ class PlaceTable:
                 self._broken = GeocoderNames()
         return self._broken.description_for_number(number)
 
-    def _description(self, number: PhoneNumber) -> str:
-        kind = phonenumbers.number_type(number)
+    def _description(self, number: PhoneNumber, kind: int | None, country: str | None) -> str:
+        if kind is None:
+            kind = phonenumbers.number_type(number)
         if kind == PhoneNumberType.UNKNOWN:
             return ""
         code = number.country_code or 0  # always set on a parsed number
         if not phonenumbers.is_number_type_geographical(kind, code):
-            return self.country_name_for_number(number)
+            return self.country_name_for_number(number) if country is None else country
         located = number
         national = phonenumbers.national_significant_number(number)
         token = phonenumbers.country_mobile_token(code)
@@ -150,7 +157,10 @@ class PlaceTable:
             with contextlib.suppress(NumberParseException):
                 located = phonenumbers.parse(national[len(token) :], region)
         e164 = phonenumbers.format_number(located, PhoneNumberFormat.E164)
-        return self.place(e164[1:]) or self.country_name_for_number(number)
+        place = self.place(e164[1:])
+        if place:
+            return place
+        return self.country_name_for_number(number) if country is None else country
 
 
 class GeocoderNames:
@@ -164,7 +174,9 @@ class GeocoderNames:
     def country_name_for_number(self, number: PhoneNumber) -> str:
         return str(self._geocoder.country_name_for_number(number, LANG))
 
-    def description_for_number(self, number: PhoneNumber) -> str:
+    def description_for_number(
+        self, number: PhoneNumber, *, kind: int | None = None, country: str | None = None
+    ) -> str:
         return str(self._geocoder.description_for_number(number, LANG))
 
 

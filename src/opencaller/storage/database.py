@@ -118,6 +118,25 @@ class Database:
             return None if row is None else cast(Row, row._mapping)
         return await self.fetch_one(hot, params)
 
+    async def write_all(self, hot: Hot, params: Mapping[str, Any]) -> list[Row]:
+        """``write_one`` for a statement that returns several rows."""
+        if self.sqlite:
+            async with self.write() as conn:
+                rows = (await conn.execute(hot.clause, dict(params))).all()
+            return [cast(Row, r._mapping) for r in rows]
+        pool = await self._asyncpg()
+        async with pool.acquire() as conn:
+            records: list[Row] = await conn.fetch(hot.sql, *hot.args(params))
+        return records
+
+    async def pg_fetch(self, sql: str, *args: Any) -> list[Row]:
+        """A statement written for PostgreSQL only (callers check ``sqlite`` first)."""
+        assert not self.sqlite
+        pool = await self._asyncpg()
+        async with pool.acquire() as conn:
+            records: list[Row] = await conn.fetch(sql, *args)
+        return records
+
     async def fetch_all(self, hot: Hot, params: Mapping[str, Any]) -> list[Row]:
         if self.sqlite:
             async with self.read() as conn:

@@ -85,7 +85,7 @@ def api_endpoint(rt: Runtime) -> Callable[[Request], Any]:
     trusted = [ipaddress.ip_network(n, strict=False) for n in rt.settings.trusted_proxies]
 
     async def endpoint(request: Request) -> Response:
-        name = method_name(request.url.path)
+        name = method_name(request.scope["path"])
         if name == "health":
             return await health(rt)
         started = time.perf_counter()
