@@ -363,7 +363,10 @@ class PhoneDirectory:
         if not russian:
             return _describe(parsed) if parsed.valid else InvalidReason.NOT_ASSIGNED
         n, phone = parsed.national_number, parsed.phone
-        if self.fetch is not None:
+        if self._version == 0:
+            # Nothing was ever imported (ranges only arrive by import): the tables are empty.
+            found, ported = None, None
+        elif self.fetch is not None:
             row = await self.fetch(_COMBINED_HOT, {"n": n, "phone": phone})
             assert row is not None  # an outer join from a one-row anchor
             found, ported = _holder_and_porting(row, n, phone)
