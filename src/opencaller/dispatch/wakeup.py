@@ -2,8 +2,8 @@
 
 API nodes that do not dispatch send ``NOTIFY`` on a dedicated connection after the
 authorization has committed; workers ``LISTEN`` and claim at once. Sends are coalesced — a
-burst of initCalls costs one NOTIFY per round trip, not one per request — and nothing waits
-for them. A lost notification only costs the worker's polling interval.
+burst of initCalls costs one NOTIFY every few milliseconds, not one per request — and nothing
+waits for them. A lost notification only costs the worker's polling interval.
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ def asyncpg_dsn(url: str) -> str:
 class Notifier:
     """Coalescing NOTIFY sender; ``poke`` never blocks the request that calls it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, min_interval_s: float = 0.005) -> None:
         self.dsn = asyncpg_dsn(url)
+        # Under load a NOTIFY per round trip is hundreds a second, each waking the workers for
+        # a small claim; one per few milliseconds wakes them as fast and lets claims fill up.
+        self.min_interval_s = min_interval_s
         self._conn: Any = None
         self._pending = False
         self._task: asyncio.Task[None] | None = None
@@ -46,6 +49,8 @@ class Notifier:
                 if self._conn is None or self._conn.is_closed():
                     self._conn = await asyncpg.connect(self.dsn)
                 await self._conn.execute(f"NOTIFY {CHANNEL}")
+                if self._pending:
+                    await asyncio.sleep(self.min_interval_s)
             except Exception:
                 log.warning("NOTIFY failed; workers fall back to polling", exc_info=True)
                 self._conn = None

@@ -10,29 +10,47 @@ column name, so the domain code is the same on both engines.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Executable, visitors
+from sqlalchemy.sql.elements import BindParameter
 
 _PG = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
+
+
+def _constants_inline(clause: Executable) -> Any:
+    """The statement with its constants (``state = 'queued'``) written into the SQL rather
+    than sent as parameters: a prepared statement's generic plan then knows the value and
+    keeps using the right index as the table grows."""
+
+    def swap(element: Any, **_kw: Any) -> Any:
+        if isinstance(element, BindParameter) and not element.required:
+            return element.render_literal_execute()
+        return None
+
+    return visitors.replacement_traverse(cast(Any, clause), {}, swap)
 
 
 class Hot:
     """One statement, compiled for asyncpg once at import time."""
 
-    __slots__ = ("clause", "defaults", "names", "sql")
+    __slots__ = ("clause", "names", "sql")
 
     def __init__(self, clause: Executable) -> None:
         self.clause = clause
-        compiled = clause.compile(dialect=_PG)  # type: ignore[attr-defined]
-        self.sql: str = compiled.string
-        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
-        # literal() values are bind parameters too: they come with the statement
-        self.defaults: dict[str, Any] = {
-            name: bind.value for bind, name in compiled.bind_names.items() if not bind.required
-        }
+        compiled = _constants_inline(clause).compile(dialect=_PG)
+        sql: str = compiled.string
+        inlined: set[str] = set()
+        for bind, name in compiled.bind_names.items():
+            if bind.literal_execute:
+                literal = compiled.render_literal_value(bind.value, bind.type)
+                sql = sql.replace(f"__[POSTCOMPILE_{name}]", literal)
+                inlined.add(name)
+        self.sql = sql
+        self.names: tuple[str, ...] = tuple(
+            n for n in compiled.positiontup or () if n not in inlined
+        )
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
-        defaults = self.defaults
-        return [params[n] if n in params else defaults[n] for n in self.names]
+        return [params[n] for n in self.names]
