@@ -195,3 +195,41 @@ async def test_hourly_limit_stops_at_its_value_under_a_burst(env: Env) -> None:
         10, lambda i: ("initCall", {"service_id": sid, "key": key, "phone": f"7926{i:07d}"})
     )
     assert codes(bodies) == Counter({"ok": 7, 50: 3})
+
+
+async def test_a_burst_of_paid_calls_leaves_an_exact_ledger(env: Env) -> None:
+    """However the writes were grouped, the ledger reads like one charge after another: every
+    balance from the start down to the end once, each authorization's getInfo balance the one
+    before its own charge."""
+    sid, key, aid = await env.customer(balance_rub=30.0)
+    bodies = await env.burst(
+        60, lambda i: ("initCall", {"service_id": sid, "key": key, "phone": f"7926{i:07d}"})
+    )
+    assert codes(bodies) == Counter({"ok": 60})
+    price = 3000  # 0.30 rouble in 1/10000 units
+    start = 30 * 10_000
+    async with env.db.read() as conn:
+        entries = (
+            await conn.execute(
+                select(ledger.c.authorization_id, ledger.c.balance_after, ledger.c.amount).where(
+                    ledger.c.account_id == aid, ledger.c.kind == "charge"
+                )
+            )
+        ).all()
+        before = dict(
+            (
+                await conn.execute(
+                    select(authorizations.c.id, authorizations.c.balance_before).where(
+                        authorizations.c.account_id == aid
+                    )
+                )
+            ).all()
+        )
+    assert sorted(e.balance_after for e in entries) == [start - k * price for k in range(60, 0, -1)]
+    assert all(e.amount == -price for e in entries)
+    assert all(before[e.authorization_id] == e.balance_after + price for e in entries)
+    async with httpx.AsyncClient(base_url=env.url) as client:
+        balance = (
+            await client.get("/v1.0/getBalance", params={"service_id": sid, "key": key})
+        ).json()
+    assert balance["rub_balance"] == 12.0

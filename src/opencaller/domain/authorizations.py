@@ -32,6 +32,7 @@ from . import billing, limits
 from .accounts import Account, Service
 from .clock import Clock
 from .countries import country_of
+from .group_writes import AuthorizationWriter
 from .limits import LimitStore
 from .phones import new_code
 from .records import (
@@ -39,7 +40,6 @@ from .records import (
     BY_UNIQUE,
     CHAIN,
     INSERT,
-    INSERT_CHARGED,
     OWNED,
     REPEATED,
     Authorization,
@@ -121,6 +121,8 @@ class Authorizations:
         self._prices: dict[tuple[int | None, str, str], tuple[float, int]] = {}
         self._touched: dict[int, float] = {}  # service id -> when this process last wrote it
         self._node = uuid.uuid4().hex[:12]
+        # PostgreSQL: concurrent initCalls are written many per statement (group_writes.py).
+        self._writer = None if db.sqlite else AuthorizationWriter(db)
         self._seq = itertools.count()
 
     # -- initCall -------------------------------------------------------------------------
@@ -271,9 +273,8 @@ class Authorizations:
     async def _write_once(self, values: dict[str, Any]) -> Authorization | None:
         """Insert and charge with no lock; None (and nothing written) if the balance does not
         cover the price."""
-        if not self.db.sqlite:
-            hot = INSERT_CHARGED if values["cost"] > 0 else INSERT
-            row = await self.db.write_one(hot, values)
+        if self._writer is not None:
+            row = await self._writer.write(values)
             return None if row is None else Authorization.from_row(row)
         try:
             async with self.db.write() as conn:
