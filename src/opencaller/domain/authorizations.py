@@ -16,7 +16,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -362,6 +362,14 @@ class Authorizations:
             )
             if after is None:
                 raise UcallerError(Code.LOW_BALANCE)
+            if row.balance_before != after + row.cost:
+                # Another charge of the account committed between our insert and our charge:
+                # getInfo's balance is the one right before this charge.
+                exact = after + row.cost
+                await conn.execute(
+                    update(authorizations).where(a.id == row.id).values(balance_before=exact)
+                )
+                row = replace(row, balance_before=exact)
         return row
 
     async def _touch_service(self, service_id: int, now: float) -> None:
