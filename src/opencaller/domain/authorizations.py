@@ -3,25 +3,20 @@
 The order of checks in ``init_call`` is part of the contract (docs/compatibility.md):
 phone → country → voice → provider → idempotency → hourly limit → per-number limits → balance.
 A duplicate ``unique`` is answered before any limit, so retries of an accepted request never
-fail. Each write is one transaction; the row is committed before any call is attempted.
+fail. Each write commits before any call is attempted.
 
-The limits are counted in the database under locks, or, with Redis configured, checked and
-recorded in Redis first (``LimitStore``); then on PostgreSQL the whole write is one statement.
+How a new row and its limits reach the database — counted under locks, or reserved in Redis
+first — is writes.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
@@ -32,18 +27,16 @@ from . import billing, limits
 from .accounts import Account, Service
 from .clock import Clock
 from .countries import country_of
-from .group_writes import AuthorizationWriter
 from .limits import LimitStore
 from .phones import new_code
 from .records import (
     BY_ID,
-    BY_UNIQUE,
     CHAIN,
-    INSERT,
     OWNED,
     REPEATED,
     Authorization,
 )
+from .writes import Writes
 
 __all__ = ["Authorization", "Authorizations", "Info", "InitResult", "Policy"]
 
@@ -95,9 +88,6 @@ class Info:
 
 CheckCall = Callable[[CallRequest], "str | None"]
 
-# A duplicate ``unique`` waits this long at most for the request that holds its claim.
-DUPLICATE_WAIT_S = 15.0
-
 
 class Authorizations:
     def __init__(
@@ -117,13 +107,9 @@ class Authorizations:
         self.check_call = check_call
         self.notify = notify or (lambda: None)
         self.confirmation_number = confirmation_number
-        self.limit_store = limit_store
+        self.writes = Writes(db, limit_store)
         self._prices: dict[tuple[int | None, str, str], tuple[float, int]] = {}
         self._touched: dict[int, float] = {}  # service id -> when this process last wrote it
-        self._node = uuid.uuid4().hex[:12]
-        # PostgreSQL: concurrent initCalls are written many per statement (group_writes.py).
-        self._writer = None if db.sqlite else AuthorizationWriter(db)
-        self._seq = itertools.count()
 
     # -- initCall -------------------------------------------------------------------------
 
@@ -170,7 +156,7 @@ class Authorizations:
                 )
 
         if unique is not None:
-            found = await self._find_unique(service.id, unique)
+            found = await self.writes.find_unique(service.id, unique)
             if found is not None:
                 return self._replay(found, phone, unique)
 
@@ -189,100 +175,15 @@ class Authorizations:
             cost=price,
             now=now,
         )
-        if self.limit_store is None:
-            row, new = await self._write_counted(service, values, is_test=is_test, now=now)
+        if self.writes.limit_store is None:
+            row, new = await self.writes.counted(service, values, is_test=is_test, now=now)
         else:
-            row, new = await self._write_reserved(service, values, is_test=is_test, now=now)
+            row, new = await self.writes.reserved(service, values, is_test=is_test, now=now)
         if not new and unique is not None:
             return self._replay(row, phone, unique)  # a racing request with the key won
         await self._touch_service(service.id, now)
         self.notify()
         return InitResult(row, exists=False, unique=unique)
-
-    async def _write_counted(
-        self, service: Service, values: dict[str, Any], *, is_test: bool, now: float
-    ) -> tuple[Authorization, bool]:
-        """The limits counted in the database: check and insert under locks, one transaction.
-        The row, and whether it is new (else another request wrote the same ``unique``)."""
-        phone, unique = values["phone"], values["unique_key"]
-        async with self.db.write() as conn:
-            if unique is not None:
-                await self.db.lock(conn, "unique", f"{service.id}:{unique}")
-                row = (await conn.execute(BY_UNIQUE.clause, _unique(service.id, unique))).first()
-                if row is not None:
-                    return Authorization.from_row(row), False
-            hourly = service.settings.hourly_limit
-            if hourly:
-                await self.db.lock(conn, "service", service.id)
-                await limits.check_service_hourly(conn, service.id, hourly, now)
-            if not is_test:
-                await self.db.lock(conn, "phone", phone)
-                await limits.check_number(conn, phone, now)
-            return await self._insert(conn, values), True
-
-    async def _write_reserved(
-        self, service: Service, values: dict[str, Any], *, is_test: bool, now: float
-    ) -> tuple[Authorization, bool]:
-        """The limits kept in Redis: reserve, then write without locks. A reservation is
-        taken back only when the write surely did not happen."""
-        assert self.limit_store is not None
-        store = self.limit_store
-        unique = values["unique_key"]
-        phone = None if is_test else values["phone"]
-        token = f"{self._node}:{next(self._seq)}"
-        waited = 0.0
-        while True:
-            verdict, score = await store.reserve(
-                token,
-                phone=phone,
-                service_id=service.id,
-                hourly=service.settings.hourly_limit or 0,
-                unique=unique,
-                now=now,
-            )
-            if verdict != limits.DUPLICATE:
-                break
-            # Another request with the same key is being written: wait for its row.
-            if waited > DUPLICATE_WAIT_S:
-                raise UcallerError(Code.INTERNAL)
-            await asyncio.sleep(0.01)
-            waited += 0.01
-            found = await self._find_unique(service.id, unique)
-            if found is not None:
-                return found, False
-        refused = limits.refusal(verdict, score, now)
-        if refused is not None:
-            raise refused
-
-        async def release() -> None:
-            await store.release(token, phone=phone, service_id=service.id, unique=unique)
-
-        try:
-            row = await self._write_once(values)
-        except (IntegrityError, asyncpg.UniqueViolationError):
-            await release()  # the same key won elsewhere after our claim expired
-            found = await self._find_unique(service.id, unique)
-            if found is None:
-                raise
-            return found, False
-        if row is None:
-            await release()
-            raise UcallerError(Code.LOW_BALANCE)
-        return row, True
-
-    async def _write_once(self, values: dict[str, Any]) -> Authorization | None:
-        """Insert and charge with no lock; None (and nothing written) if the balance does not
-        cover the price."""
-        if self._writer is not None:
-            row = await self._writer.write(values)
-            return None if row is None else Authorization.from_row(row)
-        try:
-            async with self.db.write() as conn:
-                return await self._insert(conn, values)
-        except UcallerError as err:
-            if err.code == Code.LOW_BALANCE:
-                return None
-            raise
 
     async def _price(self, tariff_id: int | None, channel: str, country: str) -> int:
         """Tariff prices change rarely: each node keeps them for PRICE_CACHE_S seconds."""
@@ -347,31 +248,6 @@ class Authorizations:
             "confirmation_number": confirmation_number,
         }
 
-    async def _insert(self, conn: AsyncConnection, values: dict[str, Any]) -> Authorization:
-        """The row first, the money last: the account's balance row is locked from the charge
-        to the commit, so that stretch is kept to one statement. Raises LOW_BALANCE."""
-        row = Authorization.from_row((await conn.execute(INSERT.clause, values)).one())
-        if row.cost > 0:
-            after = await billing.charge(
-                conn,
-                row.account_id,
-                row.cost,
-                now=row.created_at,
-                channel=row.kind,
-                authorization_id=row.id,
-            )
-            if after is None:
-                raise UcallerError(Code.LOW_BALANCE)
-            if row.balance_before != after + row.cost:
-                # Another charge of the account committed between our insert and our charge:
-                # getInfo's balance is the one right before this charge.
-                exact = after + row.cost
-                await conn.execute(
-                    update(authorizations).where(a.id == row.id).values(balance_before=exact)
-                )
-                row = replace(row, balance_before=exact)
-        return row
-
     async def _touch_service(self, service_id: int, now: float) -> None:
         # Every request of a service would otherwise queue on this one row's lock; the
         # "last request" time only needs to be right to the second.
@@ -384,10 +260,6 @@ class Authorizations:
             await conn.execute(
                 update(services).where(services.c.id == service_id).values(last_request_at=now)
             )
-
-    async def _find_unique(self, service_id: int, unique: str) -> Authorization | None:
-        row = await self.db.fetch_one(BY_UNIQUE, _unique(service_id, unique))
-        return None if row is None else Authorization.from_row(row)
 
     async def _get(self, conn: AsyncConnection, auth_id: int) -> Authorization:
         row = (await conn.execute(BY_ID.clause, {"id": auth_id})).one()
@@ -431,8 +303,8 @@ class Authorizations:
             if kind is CallKind.VOICE and not voice_ok:
                 raise UcallerError(Code.VOICE_UNAVAILABLE)
             # Last, so that nothing is recorded for a repeat refused for another reason.
-            if self.limit_store is not None:
-                await self._reserve_only(service, None if root.is_test else root.phone, now)
+            if self.writes.limit_store is not None:
+                await self.writes.reserve_only(service, None if root.is_test else root.phone, now)
             elif not root.is_test:
                 await self.db.lock(conn, "phone", root.phone)
                 await limits.check_number(conn, root.phone, now)
@@ -450,30 +322,11 @@ class Authorizations:
                 first_id=root.id,
                 repeat_index=len(chain) + 1,
             )
-            row = await self._insert(conn, values)
+            row = await self.writes.insert(conn, values)
             await conn.execute(REPEATED, {"root": root.id})
         await self._touch_service(service.id, now)
         self.notify()
         return InitResult(row, exists=root.unique_key is not None, unique=root.unique_key)
-
-    async def _reserve_only(self, service: Service, phone: str | None, now: float) -> None:
-        """Record in Redis an authorization that does not face the hourly limit (repeats,
-        inbound) but counts towards it, and check the number's limits if ``phone``."""
-        assert self.limit_store is not None
-        hourly = -1 if service.settings.hourly_limit else 0
-        if phone is None and not hourly:
-            return
-        verdict, score = await self.limit_store.reserve(
-            f"{self._node}:{next(self._seq)}",
-            phone=phone,
-            service_id=service.id,
-            hourly=hourly,
-            unique=None,
-            now=now,
-        )
-        refused = limits.refusal(verdict, score, now)
-        if refused is not None:
-            raise refused
 
     async def _chain(self, conn: AsyncConnection, root_id: int) -> list[int]:
         return [int(r) for r in (await conn.execute(CHAIN.clause, {"root": root_id})).scalars()]
@@ -543,9 +396,9 @@ class Authorizations:
             confirmation_number=number,
         )
         async with self.db.write() as conn:
-            row = await self._insert(conn, values)
-        if self.limit_store is not None:
-            await self._reserve_only(service, None, now)
+            row = await self.writes.insert(conn, values)
+        if self.writes.limit_store is not None:
+            await self.writes.reserve_only(service, None, now)
         await self._touch_service(service.id, now)
         return row
 
@@ -567,7 +420,3 @@ class Authorizations:
         )
         row = (await conn.execute(q)).first()
         return Authorization.from_row(row) if row else None
-
-
-def _unique(service_id: int, unique: str) -> dict[str, Any]:
-    return {"service_id": service_id, "unique": unique}
