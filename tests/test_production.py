@@ -181,16 +181,10 @@ async def test_number_limits_in_redis_hold_across_nodes(redis_prefix: str) -> No
     """Two nodes reserving for one number at the same instant: one gets it, the others are
     told to wait the 15 s gap; the service's hourly limit counts across nodes too."""
     from opencaller.domain import limits
-    from opencaller.storage.redis_limits import RedisLimits, Windows
+    from opencaller.runtime import limit_windows
+    from opencaller.storage.redis_limits import RedisLimits
 
-    windows = Windows(
-        per_minute=limits.PER_MINUTE,
-        per_day=limits.PER_DAY,
-        min_gap_s=limits.MIN_GAP_S,
-        minute_s=limits.MINUTE,
-        day_s=limits.DAY,
-        hour_s=limits.HOUR,
-    )
+    windows = limit_windows()
     one_c = RedisCounters(REDIS_URL, prefix=redis_prefix)
     two_c = RedisCounters(REDIS_URL, prefix=redis_prefix)
     one = RedisLimits(one_c.batcher, prefix=redis_prefix, windows=windows)

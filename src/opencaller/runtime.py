@@ -26,6 +26,18 @@ from .webhooks.deliverer import WebhookDeliverer
 log = logging.getLogger("opencaller")
 
 
+def limit_windows() -> Windows:
+    """The limits' numbers (domain/limits.py owns them) for the Redis store."""
+    return Windows(
+        per_minute=limits.PER_MINUTE,
+        per_day=limits.PER_DAY,
+        min_gap_s=limits.MIN_GAP_S,
+        minute_s=limits.MINUTE,
+        day_s=limits.DAY,
+        hour_s=limits.HOUR,
+    )
+
+
 def build_provider(settings: Settings, simulator: Simulator) -> Provider:
     if settings.provider == "sip":
         from .telephony.sip.provider import from_settings
@@ -106,15 +118,7 @@ class Runtime:
         per initCall, no locks in the database); without it, the database counts them."""
         if self.redis is None:
             return None
-        windows = Windows(
-            per_minute=limits.PER_MINUTE,
-            per_day=limits.PER_DAY,
-            min_gap_s=limits.MIN_GAP_S,
-            minute_s=limits.MINUTE,
-            day_s=limits.DAY,
-            hour_s=limits.HOUR,
-        )
-        return RedisLimits(self.redis.batcher, prefix=self.redis.prefix, windows=windows)
+        return RedisLimits(self.redis.batcher, prefix=self.redis.prefix, windows=limit_windows())
 
     def _notify(self) -> None:
         if self.dispatcher is not None:

@@ -25,6 +25,18 @@ DEFAULT_PRICES = {
     "inbound": "0.30",
 }
 CHANNELS = tuple(DEFAULT_PRICES)
+# The columns a charge's ledger row is written with, in the order statements select them.
+LEDGER_COLUMNS = [
+    "account_id",
+    "kind",
+    "amount",
+    "balance_after",
+    "authorization_id",
+    "channel",
+    "actor",
+    "reason",
+    "created_at",
+]
 
 
 async def ensure_default_tariff(conn: AsyncConnection, now: float) -> int:
@@ -185,24 +197,7 @@ def _charge_statement() -> Any:
         bindparam("reason", type_=String),
         bindparam("now", type_=Float),
     ).select_from(taken)
-    return (
-        insert(ledger)
-        .from_select(
-            [
-                "account_id",
-                "kind",
-                "amount",
-                "balance_after",
-                "authorization_id",
-                "channel",
-                "actor",
-                "reason",
-                "created_at",
-            ],
-            row,
-        )
-        .returning(ledger.c.balance_after)
-    )
+    return insert(ledger).from_select(LEDGER_COLUMNS, row).returning(ledger.c.balance_after)
 
 
 _CHARGE_PG = _charge_statement()

@@ -15,6 +15,7 @@ from sqlalchemy import update as update_
 
 from ..storage.hot import Hot
 from ..storage.tables import accounts, authorizations, ledger
+from .billing import LEDGER_COLUMNS
 
 a = authorizations.c
 
@@ -137,17 +138,7 @@ def _insert_charged() -> Hot:
         .cte("new")
     )
     entry = insert(ledger).from_select(
-        [
-            "account_id",
-            "kind",
-            "amount",
-            "balance_after",
-            "authorization_id",
-            "channel",
-            "actor",
-            "reason",
-            "created_at",
-        ],
+        LEDGER_COLUMNS,
         select(
             new.c.account_id,
             literal("charge"),

@@ -97,37 +97,23 @@ class Database:
                 )
             return self._pool
 
-    async def fetch_one(self, hot: Hot, params: Mapping[str, Any]) -> Row | None:
-        """One row of a hot read, outside any transaction (each statement sees what was
-        committed when it starts). Writes go through ``write_one``."""
-        if self.sqlite:
-            async with self.read() as conn:
-                row = (await conn.execute(hot.clause, dict(params))).first()
-            return None if row is None else cast(Row, row._mapping)
-        pool = await self._asyncpg()
-        async with pool.acquire() as conn:
-            record: Row | None = await conn.fetchrow(hot.sql, *hot.args(params))
-        return record
+    async def fetch_all(self, hot: Hot, params: Mapping[str, Any]) -> list[Row]:
+        """The rows of a hot read, outside any transaction (each statement sees what was
+        committed when it starts). Writes go through ``write_all``/``write_one``."""
+        return await self._hot(hot, params, write=False)
 
-    async def write_one(self, hot: Hot, params: Mapping[str, Any]) -> Row | None:
-        """A hot write committed on its own: on PostgreSQL one round trip (its implicit
-        transaction), on SQLite a write transaction in this process's writer queue."""
-        if self.sqlite:
-            async with self.write() as conn:
-                row = (await conn.execute(hot.clause, dict(params))).first()
-            return None if row is None else cast(Row, row._mapping)
-        return await self.fetch_one(hot, params)
+    async def fetch_one(self, hot: Hot, params: Mapping[str, Any]) -> Row | None:
+        rows = await self._hot(hot, params, write=False)
+        return rows[0] if rows else None
 
     async def write_all(self, hot: Hot, params: Mapping[str, Any]) -> list[Row]:
-        """``write_one`` for a statement that returns several rows."""
-        if self.sqlite:
-            async with self.write() as conn:
-                rows = (await conn.execute(hot.clause, dict(params))).all()
-            return [cast(Row, r._mapping) for r in rows]
-        pool = await self._asyncpg()
-        async with pool.acquire() as conn:
-            records: list[Row] = await conn.fetch(hot.sql, *hot.args(params))
-        return records
+        """A hot write committed on its own: on PostgreSQL one round trip (its implicit
+        transaction), on SQLite a write transaction in this process's writer queue."""
+        return await self._hot(hot, params, write=True)
+
+    async def write_one(self, hot: Hot, params: Mapping[str, Any]) -> Row | None:
+        rows = await self._hot(hot, params, write=True)
+        return rows[0] if rows else None
 
     async def pg_fetch(self, sql: str, *args: Any) -> list[Row]:
         """A statement written for PostgreSQL only (callers check ``sqlite`` first)."""
@@ -137,15 +123,13 @@ class Database:
             records: list[Row] = await conn.fetch(sql, *args)
         return records
 
-    async def fetch_all(self, hot: Hot, params: Mapping[str, Any]) -> list[Row]:
-        if self.sqlite:
-            async with self.read() as conn:
-                rows = (await conn.execute(hot.clause, dict(params))).all()
-            return [cast(Row, r._mapping) for r in rows]
-        pool = await self._asyncpg()
-        async with pool.acquire() as conn:
-            records: list[Row] = await conn.fetch(hot.sql, *hot.args(params))
-        return records
+    async def _hot(self, hot: Hot, params: Mapping[str, Any], *, write: bool) -> list[Row]:
+        if not self.sqlite:
+            return await self.pg_fetch(hot.sql, *hot.args(params))
+        connect = self.write() if write else self.read()
+        async with connect as conn:
+            rows = (await conn.execute(hot.clause, dict(params))).all()
+        return [cast(Row, r._mapping) for r in rows]
 
     async def lock(self, conn: AsyncConnection, kind: str, key: str | int) -> None:
         """Serialise transactions that touch the same (kind, key) until commit or rollback."""
