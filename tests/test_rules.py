@@ -157,24 +157,18 @@ async def test_voice_only_where_enabled(api: Api) -> None:
     assert err(await api.get("initCall", phone="79161234568", voice="true")) == 20
 
 
+async def stored_kind(api: Api, uid: int) -> str:
+    async with api.rt.db.read() as conn:
+        q = select(authorizations.c.kind).where(authorizations.c.id == uid)
+        return str((await conn.execute(q)).scalar())
+
+
 async def test_mix_where_voice_is_unavailable_is_a_flash_call(api: Api) -> None:
     body = await api.get("initCall", phone="12025550123", mix="true")
     assert body["status"] is True
-    async with api.rt.db.read() as conn:
-        kind = (
-            await conn.execute(
-                select(authorizations.c.kind).where(authorizations.c.id == body["ucaller_id"])
-            )
-        ).scalar()
-    assert kind == "flash"
+    assert await stored_kind(api, body["ucaller_id"]) == "flash"
     ru = await api.get("initCall", phone="79161234567", mix="true")
-    async with api.rt.db.read() as conn:
-        kind = (
-            await conn.execute(
-                select(authorizations.c.kind).where(authorizations.c.id == ru["ucaller_id"])
-            )
-        ).scalar()
-    assert kind == "mix"
+    assert await stored_kind(api, ru["ucaller_id"]) == "mix"
 
 
 # -- per account --------------------------------------------------------------------------
