@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Files derived from installed packages (the place-name table); default: see docs
     cache_dir: str | None = None
+    # Webhooks go to public addresses only; CIDR networks listed here are allowed as well,
+    # e.g. ["10.20.0.0/16"] for receivers inside your own network.
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -22,6 +22,7 @@ from .storage.redis_limits import RedisLimits, Windows
 from .telephony.base import InboundCall, Provider
 from .telephony.simulator import Simulator
 from .webhooks.deliverer import WebhookDeliverer
+from .webhooks.destinations import DestinationPolicy
 
 log = logging.getLogger("opencaller")
 
@@ -110,6 +111,10 @@ class Runtime:
         self.inbound = InboundVerifications(
             self.db, self.authorizations, self.directory, self.clock
         )
+        # Where callback URLs may point: checked when given (wire) and when delivered.
+        self.webhook_destinations = DestinationPolicy.from_settings(
+            settings.webhook_allowed_networks
+        )
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
 
@@ -149,7 +154,9 @@ class Runtime:
         await self.dispatcher.start()
         if self.listener is not None:
             await self.listener.start()
-        deliverer = WebhookDeliverer(self.db.writer, poll_interval_s=0.5)
+        deliverer = WebhookDeliverer(
+            self.db.writer, policy=self.webhook_destinations, poll_interval_s=0.5
+        )
         self._background.append(asyncio.create_task(deliverer.run(self._stop)))
 
     async def _inbound(self, call: InboundCall) -> None:

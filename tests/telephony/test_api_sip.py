@@ -216,7 +216,8 @@ async def test_inbound_verification_calls_the_webhook(
     threading.Thread(target=http.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{http.server_address[1]}/hook"
     try:
-        async with sip_api(settings, 9) as api:
+        loopback = settings.model_copy(update={"webhook_allowed_networks": ["127.0.0.0/8"]})
+        async with sip_api(loopback, 9) as api:
             waiting = await api.get("inboundCallWaiting", phone="+79161234567", callback_url=hook)
             assert waiting["status"] is True, waiting
             number = waiting["confirmation_number"]

@@ -24,6 +24,7 @@ from opencaller.storage.db import create_engine, migrate_async
 from opencaller.storage.tables import accounts, services
 from opencaller.storage.webhook_tables import webhook_outbox
 from opencaller.webhooks.deliverer import WebhookDeliverer
+from opencaller.webhooks.destinations import DestinationPolicy
 from opencaller.webhooks.outbox import InboundCallPayload, enqueue_inbound_call
 
 
@@ -37,6 +38,8 @@ def verify(secret: str, body: bytes, header: str, now: float | None = None) -> b
 
 PG_URL = os.environ.get("OPENCALLER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET = "0123456789abcdef0123456789abcdef"
+# The receivers here listen on loopback, which webhooks may reach only when allowed.
+LOOPBACK = DestinationPolicy.from_settings(["127.0.0.0/8"])
 
 
 @dataclass
@@ -143,7 +146,7 @@ async def test_delivers_signed_payload(engine: AsyncEngine, receiver: Receiver) 
     sid = await _service(engine)
     async with engine.begin() as conn:
         row_id = await enqueue_inbound_call(conn, service_id=sid, url=receiver.url, payload=PAYLOAD)
-    d = WebhookDeliverer(engine, base_backoff_s=0.05)
+    d = WebhookDeliverer(engine, policy=LOOPBACK, base_backoff_s=0.05)
     try:
         assert await d.run_once() == 1
         assert await d.run_once() == 0  # nothing left
@@ -177,7 +180,7 @@ async def test_failing_receiver_gets_retries(engine: AsyncEngine, receiver: Rece
     sid = await _service(engine)
     async with engine.begin() as conn:
         await enqueue_inbound_call(conn, service_id=sid, url=receiver.url, payload=PAYLOAD)
-    d = WebhookDeliverer(engine, base_backoff_s=0.1, poll_interval_s=0.05)
+    d = WebhookDeliverer(engine, policy=LOOPBACK, base_backoff_s=0.1, poll_interval_s=0.05)
     stop = asyncio.Event()
     task = asyncio.create_task(d.run(stop))
     try:
@@ -204,7 +207,7 @@ async def test_gives_up_after_max_attempts(engine: AsyncEngine, receiver: Receiv
         await enqueue_inbound_call(
             conn, service_id=sid, url=receiver.url, payload=PAYLOAD, max_attempts=2
         )
-    d = WebhookDeliverer(engine, base_backoff_s=0.0)
+    d = WebhookDeliverer(engine, policy=LOOPBACK, base_backoff_s=0.0)
     try:
         await d.run_once()
         await d.run_once()
@@ -222,7 +225,7 @@ async def test_rolled_back_enqueue_sends_nothing(engine: AsyncEngine, receiver: 
         await conn.begin()
         await enqueue_inbound_call(conn, service_id=sid, url=receiver.url, payload=PAYLOAD)
         await conn.rollback()
-    d = WebhookDeliverer(engine)
+    d = WebhookDeliverer(engine, policy=LOOPBACK)
     try:
         assert await d.run_once() == 0
     finally:
@@ -242,7 +245,10 @@ async def test_two_workers_never_send_one_row_twice(
                 url=receiver.url,
                 payload=dataclasses.replace(PAYLOAD, call_id=str(i)),
             )
-    a, b = WebhookDeliverer(engine, batch=7), WebhookDeliverer(engine, batch=7)
+    a, b = (
+        WebhookDeliverer(engine, policy=LOOPBACK, batch=7),
+        WebhookDeliverer(engine, policy=LOOPBACK, batch=7),
+    )
     try:
         for _ in range(4):
             counts = await asyncio.gather(a.run_once(), b.run_once())

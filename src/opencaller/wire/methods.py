@@ -159,8 +159,8 @@ async def inbound_call_waiting(rt: Runtime, caller: Caller, args: Args) -> dict[
     url = args.text("callback_url", max_len=2048)
     if not url:
         raise UcallerError(Code.BAD_PARAMETER, "Parameter 'callback_url' is required")
-    if not url.startswith(("http://", "https://")):
-        raise UcallerError(Code.BAD_PARAMETER, "Parameter 'callback_url' must be an http(s) URL")
+    if (why := rt.webhook_destinations.refusal(url)) is not None:
+        raise UcallerError(Code.BAD_PARAMETER, f"Parameter 'callback_url' is refused: {why}")
     auth = await rt.authorizations.inbound_waiting(
         caller.service, caller.account, phone=phone, callback_url=url
     )
