@@ -26,6 +26,11 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SCHEMES = frozenset({"http", "https"})
 # NAT64's well-known prefix carries an IPv4 address in its last 32 bits (RFC 6052).
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# IANA special-purpose blocks that are not globally reachable but that older Pythons' tables
+# (3.11 before 3.11.10) still call global; the properties cover everything else.
+_SPECIAL_PURPOSE = tuple(
+    ipaddress.ip_network(n) for n in ("192.0.0.0/24", "3fff::/20", "5f00::/16")
+)
 # A last label that is a number makes the host an IPv4 address for the resolver (and for the
 # WHATWG URL standard), however many dots it has.
 _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
@@ -86,6 +91,7 @@ def why_not_public(ip: IPAddress) -> str | None:
         (ip.is_private, "is a private or special-purpose address"),
         (ip.is_reserved, "is a reserved address"),
         (not ip.is_global, "is not a public address"),  # e.g. shared address space 100.64.0.0/10
+        (any(ip in n for n in _SPECIAL_PURPOSE), "is a special-purpose address"),
     )
     return next((reason for hit, reason in checks if hit), None)
 
