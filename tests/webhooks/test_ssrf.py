@@ -443,3 +443,21 @@ async def test_https_to_the_pinned_address_verifies_the_name(
         assert (row.state, row.last_status) == ("pending", None)
         assert "CERTIFICATE_VERIFY_FAILED" in row.last_error
         assert rec.got == []
+
+
+async def test_allowed_networks_open_only_themselves(settings: Settings) -> None:
+    opened = [
+        "http://127.0.0.1:8080/hook",
+        "http://127.1/hook",
+        "http://localhost:8080/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+    ]
+    still_closed = ["http://10.0.0.1/hook", "http://[::1]/hook", "http://169.254.169.254/"]
+    async with api_with(settings, dispatch=False, webhook_allowed_networks=["127.0.0.0/8"]) as api:
+        for i, url in enumerate(opened):
+            body = await api.get("inboundCallWaiting", phone=f"7916123450{i}", callback_url=url)
+            assert body["status"] is True, (url, body)
+        for url in still_closed:
+            body = await api.get("inboundCallWaiting", phone=PHONE, callback_url=url)
+            assert (body["status"], body["code"]) == (False, 2), (url, body)
+        assert await _stored(api) == (len(opened), 0)
