@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Files derived from installed packages (the place-name table); default: see docs
     cache_dir: str | None = None
+    # Voice prompts: the espeak-ng binary, and how long synthesising one language's prompt
+    # pieces may take before the voice call is given up (the process is killed).
+    espeak: str = "espeak-ng"
+    espeak_timeout_s: float = Field(default=10.0, gt=0)
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
