@@ -27,6 +27,7 @@ from .sipp import Sipp
 pytestmark = pytest.mark.sip
 
 FLASH_PRICE = 0.3
+VOICE_CALL = {"phone": 79161234567, "code": "4719", "voice": True}
 
 
 def trunk(name: str, port: int, **kw: Any) -> dict[str, Any]:
@@ -114,7 +115,7 @@ async def test_a_voice_call_to_a_trunk_gone_deaf_after_ringing_ends_at_its_deadl
     far = sipp.start("uas_ring_deaf.xml", calls=1)
     trunks = [trunk("main", far.port, answer_timeout_s=600, max_call_s=1)]
     async with sip_api(settings, trunks, espeak_timeout_s=5) as api:
-        body = await api.post_json("initCall", {"phone": 79161234567, "code": "4719", "voice": True})
+        body = await api.post_json("initCall", VOICE_CALL)
         uid = body["ucaller_id"]
         info = await api.wait_final(uid, within_s=40)
         stored = await row(api, uid)
@@ -254,7 +255,7 @@ async def test_a_hung_prompt_synthesis_ends_the_voice_call_and_is_killed(
     far = sipp.start("uas_answer.xml", calls=1, keys={"rtp_port": "9"})
     top = {"espeak": str(espeak), "espeak_timeout_s": 0.5}
     async with sip_api(settings, [trunk("main", far.port)], **top) as api:
-        body = await api.post_json("initCall", {"phone": 79161234567, "code": "4719", "voice": True})
+        body = await api.post_json("initCall", VOICE_CALL)
         info = await api.wait_final(body["ucaller_id"], within_s=30)
         balance = await api.get("getBalance")
         runs = [line.split(" ", 1) for line in pids.read_text().splitlines()]
