@@ -19,6 +19,13 @@ from sqlalchemy import select
 from opencaller.config import Settings
 from opencaller.domain.clock import Clock
 from opencaller.storage.tables import authorizations
+from opencaller.telephony.base import (
+    CallReport,
+    CallRequest,
+    EventSink,
+    InboundHandler,
+    Outcome,
+)
 from opencaller.telephony.sip.provider import SipProvider
 
 from ..support import Api, make_api
@@ -270,3 +277,65 @@ async def test_a_hung_prompt_synthesis_ends_the_voice_call_and_is_killed(
     # Stopping the service kills any synthesis still running (the other language's warm-up).
     runs = [line.split(" ", 1) for line in pids.read_text().splitlines()]
     assert [pid for pid, _ in runs if alive(int(pid))] == []
+
+
+class StubbornProvider:
+    """A provider that ignores cancellation until told to stop: a bug the deadline cannot end."""
+
+    name = "stubborn"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.cancelled = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def check(self, request: CallRequest) -> str | None:
+        return None
+
+    async def healthy(self) -> bool:
+        return True
+
+    def deadline_s(self, request: CallRequest) -> float:
+        return 0.3
+
+    def confirmation_number(self, caller: str) -> str | None:
+        return None
+
+    def on_inbound(self, handler: InboundHandler) -> None:
+        return None
+
+    async def place_call(self, request: CallRequest, events: EventSink | None = None) -> CallReport:
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+        return CallReport(outcome=Outcome.DELIVERED, reason="too late")
+
+
+async def test_a_call_stuck_past_its_deadline_loses_its_lease_and_is_interrupted(
+    settings: Settings,
+) -> None:
+    stubborn = StubbornProvider()
+    async with make_api(settings.model_copy(update={"lease_s": 1.0}), Clock()) as api:
+        assert api.rt.dispatcher is not None
+        api.rt.dispatcher.provider = stubborn
+        try:
+            body = await api.get("initCall", phone="79161234567", code="4719")
+            info = await api.wait_final(body["ucaller_id"], within_s=20)
+            stuck = api.rt.dispatcher.inflight
+        finally:
+            stubborn.release.set()
+        await until(lambda: api.rt.dispatcher is not None and api.rt.dispatcher.inflight == 0)
+        later = await api.get("getInfo", uid=body["ucaller_id"])
+        balance = await api.get("getBalance")
+    # The deadline cancelled it; the lease was no longer renewed, so recovery ended the row.
+    assert stubborn.cancelled >= 1 and stuck == 1
+    assert (info["call_status"], info["call_outcome"]) == (0, "interrupted")
+    assert (later["call_status"], later["call_outcome"]) == (0, "interrupted")  # not rewritten
+    assert balance["rub_balance"] == 100
