@@ -284,9 +284,10 @@ class StubbornProvider:
 
     name = "stubborn"
 
-    def __init__(self) -> None:
+    def __init__(self, deadline_s: float = 0.3) -> None:
         self.release = asyncio.Event()
         self.cancelled = 0
+        self.deadline = deadline_s
 
     async def start(self) -> None:
         return None
@@ -301,7 +302,7 @@ class StubbornProvider:
         return True
 
     def deadline_s(self, request: CallRequest) -> float:
-        return 0.3
+        return self.deadline
 
     def confirmation_number(self, caller: str) -> str | None:
         return None
@@ -339,3 +340,23 @@ async def test_a_call_stuck_past_its_deadline_loses_its_lease_and_is_interrupted
     assert (info["call_status"], info["call_outcome"]) == (0, "interrupted")
     assert (later["call_status"], later["call_outcome"]) == (0, "interrupted")  # not rewritten
     assert balance["rub_balance"] == 100
+
+
+async def test_shutdown_does_not_hang_on_a_call_that_ignores_cancellation(
+    settings: Settings,
+) -> None:
+    stubborn = StubbornProvider(deadline_s=600)  # only the shutdown cancels it
+    async with make_api(settings.model_copy(update={"drain_s": 0.1}), Clock()) as api:
+        dispatcher = api.rt.dispatcher
+        assert dispatcher is not None
+        dispatcher.provider = stubborn
+        try:
+            await api.get("initCall", phone="79161234567", code="4719")
+            await until(lambda: stubborn.cancelled == 0 and dispatcher.inflight == 1)
+            stopped = asyncio.create_task(dispatcher.stop(drain_s=0.1))
+            done, _ = await asyncio.wait({stopped}, timeout=60)
+            still_stuck = dispatcher.inflight
+        finally:
+            stubborn.release.set()
+    assert done == {stopped}  # the stop returned while the call was still stuck
+    assert stubborn.cancelled >= 1 and still_stuck == 1

@@ -45,6 +45,9 @@ a = authorizations.c
 
 FinalHook = Callable[[int, CallReport], Awaitable[None]]
 
+# How much longer than a provider's hang-up grace a stopping dispatcher waits for cut calls.
+STOP_SLACK_S = 3.0
+
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -166,10 +169,17 @@ class Dispatcher:
         for t in cut:
             t.cancel()
         # Wait for them to unwind: none may touch the database once the caller closes it.
-        await asyncio.gather(*cut, return_exceptions=True)
         # A cancelled call is ended on the wire by its provider (CANCEL or BYE, within
         # CUT_GRACE_S). Calls cut short here keep their lease; another dispatcher finalises
         # them later as interrupted, never calling again.
+        if cut:
+            done, stuck_calls = await asyncio.wait(cut, timeout=CUT_GRACE_S + STOP_SLACK_S)
+            for t in done:
+                if not t.cancelled():
+                    t.exception()  # retrieved: _call logs what matters itself
+            if stuck_calls:
+                # A provider that ignores cancellation must not hang the shutdown.
+                log.error("%d calls did not stop when cancelled", len(stuck_calls))
 
     # -- claiming ---------------------------------------------------------------------------
 

@@ -471,6 +471,8 @@ async def voice(
                 if resp.code in (180, 183) and p.progress_at is None:
                     p.progress_at, p.progress_code = time.time(), resp.code
                     await notify("ringing", resp.code)
+                elif resp.code == 100 and p.progress_at is None:
+                    await notify("trying", 100)
                 continue
             if resp.code >= 300:
                 return _failure(resp, caller, p)
