@@ -20,15 +20,17 @@ from opencaller.config import Settings
 from opencaller.domain.clock import Clock
 from opencaller.storage.tables import authorizations
 from opencaller.telephony.base import (
+    CallKind,
     CallReport,
     CallRequest,
     EventSink,
     InboundHandler,
     Outcome,
 )
-from opencaller.telephony.sip.provider import SipProvider
+from opencaller.telephony.sip.provider import DEADLINE_MARGIN_S, SipProvider
 
 from ..support import Api, make_api
+from . import helpers
 from .sipp import Sipp
 
 pytestmark = pytest.mark.sip
@@ -360,3 +362,23 @@ async def test_shutdown_does_not_hang_on_a_call_that_ignores_cancellation(
             stubborn.release.set()
     assert done == {stopped}  # the stop returned while the call was still stuck
     assert stubborn.cancelled >= 1 and still_stuck == 1
+
+
+def test_the_deadline_covers_every_trunk_a_call_may_fail_over_to() -> None:
+    flash = CallRequest(1, "79161234567", "4719", kind=CallKind.FLASH)
+    voice = CallRequest(1, "79161234567", "4719", kind=CallKind.VOICE)
+    mix = CallRequest(1, "79161234567", "4719", kind=CallKind.MIX)
+    one = helpers.provider(helpers.trunk("a", 5070))
+    two = helpers.provider(helpers.trunk("a", 5070), helpers.trunk("b", 5071))
+    stop_at_first = helpers.provider(
+        helpers.trunk("a", 5070, failover=False), helpers.trunk("b", 5071)
+    )
+    capped = helpers.provider(helpers.trunk("a", 5070, max_call_s=3))
+    t = one.config.trunks[0]
+    # Longer than the trunk's own timers, so they end a call first whenever they work.
+    assert one.deadline_s(flash) > t.progress_timeout_s + t.ring_hold_s + 64 * one.config.t1_s
+    assert one.deadline_s(voice) > t.answer_timeout_s + one.espeak_timeout_s
+    assert one.deadline_s(mix) > one.deadline_s(flash) + t.answer_timeout_s
+    assert two.deadline_s(flash) > one.deadline_s(flash) + t.progress_timeout_s
+    assert stop_at_first.deadline_s(flash) == one.deadline_s(flash)
+    assert capped.deadline_s(flash) == 3 + DEADLINE_MARGIN_S < one.deadline_s(flash)
