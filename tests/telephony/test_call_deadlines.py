@@ -123,7 +123,8 @@ async def test_a_voice_call_to_a_trunk_gone_deaf_after_ringing_ends_at_its_deadl
     # 180, then nothing at all: not even our CANCEL is answered.
     far = sipp.start("uas_ring_deaf.xml", calls=1)
     trunks = [trunk("main", far.port, answer_timeout_s=600, max_call_s=1)]
-    async with sip_api(settings, trunks, espeak_timeout_s=5) as api:
+    # The prompt is synthesised first (real espeak-ng): its timeout is part of the deadline.
+    async with sip_api(settings, trunks, espeak_timeout_s=15) as api:
         body = await api.post_json("initCall", VOICE_CALL)
         uid = body["ucaller_id"]
         info = await api.wait_final(uid, within_s=40)
@@ -262,7 +263,7 @@ async def test_a_hung_prompt_synthesis_ends_the_voice_call_and_is_killed(
 ) -> None:
     espeak, pids = sleepy_espeak(tmp_path)
     far = sipp.start("uas_answer.xml", calls=1, keys={"rtp_port": "9"})
-    top = {"espeak": str(espeak), "espeak_timeout_s": 0.5}
+    top = {"espeak": str(espeak), "espeak_timeout_s": 2}
     async with sip_api(settings, [trunk("main", far.port)], **top) as api:
         body = await api.post_json("initCall", VOICE_CALL)
         info = await api.wait_final(body["ucaller_id"], within_s=30)
