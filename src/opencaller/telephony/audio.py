@@ -217,6 +217,10 @@ class PromptCache:
         )
         return self._store(language, key, res.stdout)
 
+    def ready(self, language: str) -> bool:
+        """Whether every piece of ``language`` is in memory (no espeak-ng run needed)."""
+        return all((language, key) in self._pieces for key in PHRASES.get(language, {}))
+
     async def warm(self, language: str, timeout_s: float | None = None) -> None:
         """Synthesise every missing piece of ``language`` without blocking the loop.
 

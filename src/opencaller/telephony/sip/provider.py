@@ -210,8 +210,8 @@ class SipProvider:
     def deadline_s(self, request: CallRequest) -> float:
         kinds = [CallKind.FLASH, CallKind.VOICE] if request.kind == CallKind.MIX else [request.kind]
         total = sum(self._kind_s(request.destination, k, request.code) for k in kinds)
-        if CallKind.VOICE in kinds:
-            total += self.espeak_timeout_s  # the prompt may need synthesising first
+        if CallKind.VOICE in kinds and not self.prompts.ready(request.language):
+            total += self.espeak_timeout_s  # the prompt needs synthesising first
         return total + DEADLINE_MARGIN_S
 
     async def place_call(self, request: CallRequest, events: EventSink | None = None) -> CallReport:
