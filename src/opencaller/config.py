@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # Webhooks go to public addresses only; CIDR networks listed here are allowed as well,
     # e.g. ["10.20.0.0/16"] for receivers inside your own network.
     webhook_allowed_networks: list[str] = Field(default_factory=list)
+    # Voice prompts: the espeak-ng binary, and how long synthesising one language's prompt
+    # pieces may take before the voice call is given up (the process is killed).
+    espeak: str = "espeak-ng"
+    espeak_timeout_s: float = Field(default=10.0, gt=0)
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

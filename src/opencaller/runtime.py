@@ -43,7 +43,9 @@ def build_provider(settings: Settings, simulator: Simulator) -> Provider:
     if settings.provider == "sip":
         from .telephony.sip.provider import from_settings
 
-        return from_settings(settings.sip)
+        return from_settings(
+            settings.sip, espeak=settings.espeak, espeak_timeout_s=settings.espeak_timeout_s
+        )
     return simulator
 
 

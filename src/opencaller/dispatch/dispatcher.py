@@ -28,13 +28,25 @@ from ..observability import metrics
 from ..storage.database import Database
 from ..storage.hot import Hot
 from ..storage.tables import authorizations
-from ..telephony.base import CallKind, CallReport, CallRequest, Outcome, Provider
+from ..telephony.base import (
+    CUT_GRACE_S,
+    CallEvent,
+    CallKind,
+    CallReport,
+    CallRequest,
+    Outcome,
+    Provider,
+    deadline_report,
+)
 from .outcomes import OutcomeBatcher
 
 log = logging.getLogger("opencaller.dispatch")
 a = authorizations.c
 
 FinalHook = Callable[[int, CallReport], Awaitable[None]]
+
+# How much longer than a provider's hang-up grace a stopping dispatcher waits for cut calls.
+STOP_SLACK_S = 3.0
 
 
 def worker_name() -> str:
@@ -116,6 +128,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._wake_lease = asyncio.Event()  # set only to stop the lease loop at once
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Loop time after which a call's lease is no longer renewed: its deadline plus the
+        # provider's grace to hang up. A call stuck past it is left to recovery.
+        self._renew_until: dict[int, float] = {}
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         # Recovery scans the table; once a second is plenty and keeps it off the wake-up path.
@@ -154,8 +169,17 @@ class Dispatcher:
         for t in cut:
             t.cancel()
         # Wait for them to unwind: none may touch the database once the caller closes it.
-        await asyncio.gather(*cut, return_exceptions=True)
-        # Calls cut short here keep their lease; another dispatcher finalises them later.
+        # A cancelled call is ended on the wire by its provider (CANCEL or BYE, within
+        # CUT_GRACE_S). Calls cut short here keep their lease; another dispatcher finalises
+        # them later as interrupted, never calling again.
+        if cut:
+            done, stuck_calls = await asyncio.wait(cut, timeout=CUT_GRACE_S + STOP_SLACK_S)
+            for t in done:
+                if not t.cancelled():
+                    t.exception()  # retrieved: _call logs what matters itself
+            if stuck_calls:
+                # A provider that ignores cancellation must not hang the shutdown.
+                log.error("%d calls did not stop when cancelled", len(stuck_calls))
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -195,10 +219,34 @@ class Dispatcher:
             self._inflight[request.ucaller_id] = task
         return len(rows)
 
+    async def _place(self, request: CallRequest, provider: Provider) -> CallReport:
+        """The provider's report, or, past the call's deadline, the call ended (the provider
+        hangs up on the wire as its task is cancelled) and reported from its last progress."""
+        uid = request.ucaller_id
+        deadline_s = provider.deadline_s(request)
+        self._renew_until[uid] = asyncio.get_running_loop().time() + deadline_s + CUT_GRACE_S
+        last: CallEvent | None = None
+
+        async def progress(event: CallEvent) -> None:
+            nonlocal last
+            last = event
+
+        timer = asyncio.timeout(deadline_s)
+        try:
+            async with timer:
+                return await provider.place_call(request, progress)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            log.warning("call deadline passed", extra={"ucaller_id": uid, "deadline_s": deadline_s})
+            return deadline_report(request.kind, last, deadline_s)
+
     async def _call(self, request: CallRequest, provider: Provider, cost: int) -> None:
         try:
             try:
-                report = await provider.place_call(request)
+                report = await self._place(request, provider)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -209,6 +257,7 @@ class Dispatcher:
                 await self.on_final(request.ucaller_id, report)
         finally:
             self._inflight.pop(request.ucaller_id, None)
+            self._renew_until.pop(request.ucaller_id, None)
             self._wake.set()
 
     # -- outcomes ---------------------------------------------------------------------------
@@ -327,7 +376,8 @@ class Dispatcher:
             self._wake_lease.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_lease.wait(), self.lease_s / 3)
-            ids = list(self._inflight)
+            now = asyncio.get_running_loop().time()
+            ids = [i for i in self._inflight if self._renew_until.get(i, now) >= now]
             if self._stopping:
                 break
             if not ids:

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-ESPEAK: Final = os.environ.get("OPENCALLER_ESPEAK", "espeak-ng")
+ESPEAK: Final = "espeak-ng"  # the default binary; Settings.espeak (OPENCALLER_ESPEAK) overrides
 RATE: Final = 8000
 FRAME: Final = 160  # samples per 20 ms RTP packet at 8 kHz
 
@@ -144,8 +144,8 @@ def _resample(pcm: Pcm, rate: int) -> Pcm:
     return np.clip(np.round(np.asarray(y) * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def _espeak_args(language: str, text: str) -> list[str]:
-    return [ESPEAK, "-v", VOICES[language], "-s", str(SPEED_WPM), "--stdout", text]
+def _espeak_args(language: str, text: str, espeak: str = ESPEAK) -> list[str]:
+    return [espeak, "-v", VOICES[language], "-s", str(SPEED_WPM), "--stdout", text]
 
 
 def _trim(pcm: Pcm, threshold: int = 300, margin: int = RATE // 50) -> Pcm:
@@ -164,8 +164,11 @@ def _silence(ms: int) -> Pcm:
 class PromptCache:
     """Phrase pieces as 8 kHz PCM, in memory and (if ``directory`` is set) on disk."""
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str] | None = None, *, espeak: str = ESPEAK
+    ) -> None:
         self.directory = Path(directory) if directory else None
+        self.espeak = espeak
         self._pieces: dict[tuple[str, str], Pcm] = {}
         self._lock = threading.Lock()
 
@@ -174,7 +177,7 @@ class PromptCache:
             return None
         text = PHRASES[language][key]
         digest = hashlib.sha256(
-            "|".join([*_espeak_args(language, text), str(RATE)]).encode()
+            "|".join([*_espeak_args(language, text, self.espeak), str(RATE)]).encode()
         ).hexdigest()[:16]
         return self.directory / f"{language}-{key}-{digest}.s16"
 
@@ -208,25 +211,45 @@ class PromptCache:
         if got is not None:
             return got
         res = subprocess.run(
-            _espeak_args(language, PHRASES[language][key]), capture_output=True, check=True
+            _espeak_args(language, PHRASES[language][key], self.espeak),
+            capture_output=True,
+            check=True,
         )
         return self._store(language, key, res.stdout)
 
-    async def warm(self, language: str) -> None:
-        """Synthesise every missing piece of ``language`` without blocking the loop."""
+    def ready(self, language: str) -> bool:
+        """Whether every piece of ``language`` is in memory (no espeak-ng run needed)."""
+        return all((language, key) in self._pieces for key in PHRASES.get(language, {}))
+
+    async def warm(self, language: str, timeout_s: float | None = None) -> None:
+        """Synthesise every missing piece of ``language`` without blocking the loop.
+
+        Raises TimeoutError when that takes longer than ``timeout_s``; an espeak-ng still
+        running then (or when the caller is cancelled) is killed and reaped.
+        """
         check_language(language)
-        for key in PHRASES[language]:
-            if self._load(language, key) is not None:
-                continue
-            proc = await asyncio.create_subprocess_exec(
-                *_espeak_args(language, PHRASES[language][key]),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+        async with asyncio.timeout(timeout_s):
+            for key in PHRASES[language]:
+                if self._load(language, key) is not None:
+                    continue
+                out = await self._synthesise(language, key)
+                await asyncio.to_thread(self._store, language, key, out)
+
+    async def _synthesise(self, language: str, key: str) -> bytes:
+        proc = await asyncio.create_subprocess_exec(
+            *_espeak_args(language, PHRASES[language][key], self.espeak),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
             out, err = await proc.communicate()
-            if proc.returncode != 0:
-                raise RuntimeError(f"espeak-ng failed: {err.decode(errors='replace')}")
-            await asyncio.to_thread(self._store, language, key, out)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        if proc.returncode != 0:
+            raise RuntimeError(f"espeak-ng failed: {err.decode(errors='replace')}")
+        return out
 
     def pcm(self, code: str, language: str, repeats: int = 2) -> Pcm:
         check_language(language)

@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
+
+# After its call is cancelled (deadline, shutdown), a provider gets this long to end the call
+# on the wire (CANCEL, or ACK + BYE) before the cancellation goes on.
+CUT_GRACE_S: Final = 2.0
 
 
 class CallKind(StrEnum):
@@ -57,6 +61,7 @@ class CallEvent:
     state: str  # "trying" | "ringing" | "answered"
     sip_code: int | None = None
     at: float = 0.0
+    kind: CallKind | None = None  # which call of a mix rang or answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +112,38 @@ class Provider(Protocol):
 
     async def healthy(self) -> bool: ...
 
+    def deadline_s(self, request: CallRequest) -> float:
+        """The longest ``place_call(request)`` may take, all its own timeouts included (and
+        failover across trunks). Past it the dispatcher cancels the call, and the provider
+        ends it on the wire within ``CUT_GRACE_S``."""
+        ...
+
     def confirmation_number(self, caller: str) -> str | None:
         """A number of ours the subscriber should call for inbound verification, or None when
         this provider takes no inbound calls."""
         ...
 
     def on_inbound(self, handler: InboundHandler) -> None: ...
+
+
+def deadline_report(kind: CallKind, last: CallEvent | None, deadline_s: float) -> CallReport:
+    """The outcome of a call cut at its deadline, from the last progress it reported.
+
+    The same rules as a call that ends by itself: an alerted phone is a delivered flash call,
+    an answer is answered; a voice call that only rang was not answered; nothing heard at all
+    is the trunk's failure (not reached, so refunded).
+    """
+    why = f"no result within the call deadline ({deadline_s:.0f} s); ended by us"
+    state = last.state if last is not None else None
+    code = last.sip_code if last is not None else None
+    rang_kind = (last.kind if last is not None else None) or kind
+    if state == "answered":
+        outcome = Outcome.ANSWERED
+    elif state == "ringing":
+        outcome = Outcome.NO_ANSWER if rang_kind == CallKind.VOICE else Outcome.DELIVERED
+    elif state == "trying":
+        outcome, code = Outcome.NO_PROGRESS, None
+    else:
+        outcome = Outcome.NETWORK_ERROR
+    at = last.at if last is not None and state in ("ringing", "answered") else None
+    return CallReport(outcome=outcome, sip_code=code, reason=why, progress_at=at)

@@ -19,6 +19,7 @@ from .base import CallEvent, CallReport, CallRequest, EventSink, InboundHandler,
 ALWAYS_REACHED = "79000000001"
 NEVER_REACHED = "79000000002"
 CALLER_PREFIX = "7999000"  # simulated caller IDs: 7999000 + the four digits of the code
+DEADLINE_MARGIN_S = 5.0  # on top of the simulated delay: a simulated call never hangs
 
 
 class Simulator:
@@ -40,6 +41,9 @@ class Simulator:
 
     async def healthy(self) -> bool:
         return True
+
+    def deadline_s(self, request: CallRequest) -> float:
+        return self._outcome(request.destination)[1] + DEADLINE_MARGIN_S
 
     def confirmation_number(self, caller: str) -> str | None:
         return self.settings.inbound_number

@@ -15,7 +15,7 @@ from typing import Any
 
 from sipmessage import Request, Response
 
-from opencaller.telephony.base import CallReport, Outcome
+from opencaller.telephony.base import CUT_GRACE_S, CallReport, Outcome
 from opencaller.telephony.sip import messages as m
 from opencaller.telephony.sip.auth import authorization, parse_challenge
 from opencaller.telephony.sip.config import NumberFormat, TrunkConfig
@@ -84,6 +84,7 @@ class OutboundCall:
         self._ack: bytes | None = None
         self._to_remote = self.to_hdr
         self.remote_bye = asyncio.Event()
+        self.bye_sent = False
         ep.transport.dialogs[self.call_id] = self
 
     # --- sending ----------------------------------------------------------------------------
@@ -220,6 +221,7 @@ class OutboundCall:
                 user_agent=self.ep.user_agent,
             )
             tx = self._tx(req, branch)
+            self.bye_sent = True
             final = await _final(tx)
             if final is None:
                 return None
@@ -331,6 +333,42 @@ async def _hang_up_early(call: OutboundCall) -> Response | None:
     return final
 
 
+async def end_on_wire(call: OutboundCall, grace_s: float = CUT_GRACE_S) -> None:
+    """End a call whose task was cancelled (deadline, shutdown), within ``grace_s``.
+
+    An established dialog gets BYE. An INVITE still pending gets CANCEL, which needs a
+    provisional response first (RFC 3261 §9.1): wait for one, then for the INVITE's final
+    response (487 is ACKed by the transaction; a 2xx that crossed the CANCEL gets ACK + BYE).
+    With no answer at all the INVITE is abandoned, so nothing keeps retransmitting.
+    """
+    deadline = time.monotonic() + grace_s
+    tx = call.invite_tx
+    try:
+        if call.remote_target is None and tx is not None:
+            while tx.final is None and tx.provisional is None:
+                if await tx.response(deadline - time.monotonic()) is None:
+                    return  # Timer B: the trunk never answered
+            if tx.final is None:
+                call.cancel()
+            final = tx.final
+            while final is None:
+                if await tx.response(deadline - time.monotonic()) is None:
+                    return
+                final = tx.final
+            if 200 <= final.code < 300:
+                call.ack_2xx(final)
+        if call.remote_target is not None and not call.bye_sent and not call.remote_bye.is_set():
+            await asyncio.wait_for(call.bye(), max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        log.warning("call %s: the far end did not confirm the end in time", call.call_id)
+    finally:
+        if tx is not None and tx.final is None:
+            # Given up: stop retransmitting the INVITE and our CANCEL.
+            tx.abandon()
+            if call.cancel_tx is not None:
+                call.cancel_tx.abandon()
+
+
 def _no_response(call: OutboundCall, caller: str, p: _Progress) -> CallReport:
     if call.invite_tx is not None:
         call.invite_tx.abandon()
@@ -387,6 +425,9 @@ async def flash(call: OutboundCall, caller: str, notify: Notify) -> CallReport:
                 reason = f"{p.progress_code} then {_reason(resp)}"
                 return _report(Outcome.DELIVERED, caller, p, p.progress_code, reason, q850)
             return _failure(resp, caller, p)
+    except asyncio.CancelledError:
+        await end_on_wire(call)
+        raise
     finally:
         call.close()
 
@@ -430,6 +471,8 @@ async def voice(
                 if resp.code in (180, 183) and p.progress_at is None:
                     p.progress_at, p.progress_code = time.time(), resp.code
                     await notify("ringing", resp.code)
+                elif resp.code == 100 and p.progress_at is None:
+                    await notify("trying", 100)
                 continue
             if resp.code >= 300:
                 return _failure(resp, caller, p)
@@ -441,12 +484,18 @@ async def voice(
                 return _report(Outcome.REJECTED, caller, p, 488, "no usable audio in the answer")
             player = asyncio.create_task(play((media.ip, media.port), media.payload_type))
             hangup = asyncio.create_task(call.remote_bye.wait())
-            await asyncio.wait({player, hangup}, return_when=asyncio.FIRST_COMPLETED)
-            for t in (player, hangup):
-                t.cancel()
-            await asyncio.gather(player, hangup, return_exceptions=True)
+            try:
+                await asyncio.wait({player, hangup}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # Also when this call is cancelled: the voice stops before the BYE goes out.
+                for t in (player, hangup):
+                    t.cancel()
+                await asyncio.gather(player, hangup, return_exceptions=True)
             if not call.remote_bye.is_set():
                 await call.bye()
             return _report(Outcome.ANSWERED, caller, p, resp.code, _reason(resp))
+    except asyncio.CancelledError:
+        await end_on_wire(call)
+        raise
     finally:
         call.close()

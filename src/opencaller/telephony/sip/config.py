@@ -49,6 +49,9 @@ class TrunkConfig(_Model):
     answer_timeout_s: float = 30.0  # voice: ringing this long without answer: no_answer
     prefixes: list[str] = Field(default_factory=list)  # destination prefixes; empty: all
     failover: bool = True  # try the next trunk on 5xx or no response
+    # Hard limit on one call over this trunk; default: derived from the timeouts above
+    # (docs/telephony.md, "Deadlines"). Past it the call is ended on the wire.
+    max_call_s: float | None = Field(default=None, gt=0)
 
     @field_validator("prefixes")
     @classmethod

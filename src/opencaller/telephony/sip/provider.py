@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from opencaller.telephony.audio import PHRASES, Law, PromptCache, default_cache
+from opencaller.telephony.audio import ESPEAK, PHRASES, Law, PromptCache, default_cache
 from opencaller.telephony.base import (
     CallEvent,
     CallKind,
@@ -36,16 +36,31 @@ log = logging.getLogger("opencaller.sip")
 
 PT_LAW: dict[int, Law] = {0: "ulaw", 8: "alaw"}
 
+# For call deadlines: an upper bound on how long a prompt takes to say (espeak-ng at 130
+# words a minute says a digit in well under a second; our pauses are added on top).
+PROMPT_INTRO_BOUND_S = 3.0
+PROMPT_DIGIT_BOUND_S = 1.5
+DEADLINE_MARGIN_S = 5.0
+
 
 class SipProvider:
     name = "sip"
 
-    def __init__(self, config: SipConfig, *, prompts: PromptCache | None = None) -> None:
+    def __init__(
+        self,
+        config: SipConfig,
+        *,
+        prompts: PromptCache | None = None,
+        espeak: str = ESPEAK,
+        espeak_timeout_s: float = 10.0,
+    ) -> None:
         self.config = config
         self.pool = CallerIdChooser(config.caller_ids)
+        own_cache = config.prompt_cache_dir or espeak != ESPEAK
         self.prompts = prompts or (
-            PromptCache(config.prompt_cache_dir) if config.prompt_cache_dir else default_cache()
+            PromptCache(config.prompt_cache_dir, espeak=espeak) if own_cache else default_cache()
         )
+        self.espeak_timeout_s = espeak_timeout_s
         self.transport = Transport(self._on_request)
         self.limits = {t.name: TrunkLimits(t.cps, t.max_in_flight) for t in config.trunks}
         self.rtp_ports = PortPool(config.rtp_port_min, config.rtp_port_max)
@@ -90,7 +105,7 @@ class SipProvider:
     async def _warm_prompts(self) -> None:
         for language in PHRASES:
             try:
-                await self.prompts.warm(language)
+                await self.prompts.warm(language, self.espeak_timeout_s)
             except Exception:
                 log.exception("could not prepare %s voice prompts", language)
 
@@ -167,6 +182,38 @@ class SipProvider:
         nums = self.config.caller_ids.numbers
         return nums[0] if nums else None
 
+    # --- deadlines --------------------------------------------------------------------------
+
+    def _attempt_s(self, trunk: TrunkConfig, kind: CallKind, code: str) -> float:
+        """The longest one call on ``trunk`` can take when every timer of ours runs out."""
+        if trunk.max_call_s is not None:
+            return trunk.max_call_s
+        c = self.config
+        # Waiting for a slot of the trunk's CPS pacing, at worst a full queue of calls ahead.
+        pacing = trunk.max_in_flight / trunk.cps
+        # CANCEL or BYE, and the INVITE's final response: each a transaction (64 * T1).
+        teardown = 2 * 64 * c.t1_s
+        if kind == CallKind.FLASH:
+            return pacing + trunk.progress_timeout_s + trunk.ring_hold_s + teardown
+        ringing = max(trunk.progress_timeout_s, trunk.answer_timeout_s)
+        prompt = c.voice_repeats * (PROMPT_INTRO_BOUND_S + PROMPT_DIGIT_BOUND_S * len(code))
+        return pacing + ringing + prompt + teardown
+
+    def _kind_s(self, destination: str, kind: CallKind, code: str) -> float:
+        total = 0.0
+        for trunk in self.routes(destination):
+            total += self._attempt_s(trunk, kind, code)
+            if not trunk.failover:
+                break  # the next trunk is never tried
+        return total
+
+    def deadline_s(self, request: CallRequest) -> float:
+        kinds = [CallKind.FLASH, CallKind.VOICE] if request.kind == CallKind.MIX else [request.kind]
+        total = sum(self._kind_s(request.destination, k, request.code) for k in kinds)
+        if CallKind.VOICE in kinds and not self.prompts.ready(request.language):
+            total += self.espeak_timeout_s  # the prompt needs synthesising first
+        return total + DEADLINE_MARGIN_S
+
     async def place_call(self, request: CallRequest, events: EventSink | None = None) -> CallReport:
         why = self.check(request)
         if why is not None:
@@ -174,25 +221,28 @@ class SipProvider:
         if self._ep is None:
             raise ProviderError("the SIP provider is not started")
 
-        async def notify(state: str, code: int | None) -> None:
-            if events is None:
-                return
-            try:
-                await events(CallEvent(request.ucaller_id, state, code, time.time()))
-            except Exception:
-                log.exception("call event sink failed")
+        def notifier(kind: CallKind) -> calls.Notify:
+            async def notify(state: str, code: int | None) -> None:
+                if events is None:
+                    return
+                try:
+                    await events(CallEvent(request.ucaller_id, state, code, time.time(), kind))
+                except Exception:
+                    log.exception("call event sink failed")
+
+            return notify
 
         if request.kind == CallKind.FLASH:
-            rep = await self._flash(request, notify)
+            rep = await self._flash(request, notifier(CallKind.FLASH))
             return replace(rep, kinds_tried=(CallKind.FLASH,))
         if request.kind == CallKind.VOICE:
-            rep = await self._voice(request, notify)
+            rep = await self._voice(request, notifier(CallKind.VOICE))
             return replace(rep, kinds_tried=(CallKind.VOICE,))
-        rep = await self._flash(request, notify)
+        rep = await self._flash(request, notifier(CallKind.FLASH))
         if rep.outcome.reached:
             return replace(rep, kinds_tried=(CallKind.FLASH,))
         log.info("flash to %s: %s; trying voice", request.destination, rep.outcome)
-        rep = await self._voice(request, notify)
+        rep = await self._voice(request, notifier(CallKind.VOICE))
         return replace(rep, kinds_tried=(CallKind.FLASH, CallKind.VOICE))
 
     async def _over_trunks(
@@ -238,7 +288,17 @@ class SipProvider:
         ep = self._ep
         assert ep is not None
         c = self.config
-        await self.prompts.warm(request.language)
+        try:
+            await self.prompts.warm(request.language, self.espeak_timeout_s)
+        except TimeoutError:
+            # Nothing went on the wire: the trunk was never asked, the phone never rang.
+            return CallReport(
+                outcome=Outcome.NETWORK_ERROR,
+                caller_id=caller,
+                reason=f"voice prompt synthesis took longer than {self.espeak_timeout_s:g} s",
+                started_at=time.time(),
+                ended_at=time.time(),
+            )
         prompts: dict[int, bytes] = {
             pt: self.prompts.prompt(
                 request.code, request.language, law=law, repeats=c.voice_repeats
@@ -263,6 +323,9 @@ class SipProvider:
         return await self._over_trunks(request.destination, attempt)
 
 
-def from_settings(sip: dict[str, Any] | SipConfig) -> SipProvider:
-    """Build the provider from ``Settings.sip`` (the ``[sip]`` TOML table)."""
-    return SipProvider(parse_config(sip))
+def from_settings(
+    sip: dict[str, Any] | SipConfig, *, espeak: str = ESPEAK, espeak_timeout_s: float = 10.0
+) -> SipProvider:
+    """Build the provider from ``Settings.sip`` (the ``[sip]`` TOML table); ``espeak`` and
+    ``espeak_timeout_s`` are the top-level settings of the same names."""
+    return SipProvider(parse_config(sip), espeak=espeak, espeak_timeout_s=espeak_timeout_s)
