@@ -171,8 +171,10 @@ async def test_two_factor_sign_in(page: Page, api: Api) -> None:
     r = await page.post("/dashboard/security/2fa/enable", {"code": "000000"})
     assert r.status_code == 400
     code = pyotp.TOTP(secret.group(1)).now()
-    r = await page.follow(await page.post("/dashboard/security/2fa/enable", {"code": code}))
-    assert "Двухфакторная аутентификация включена" in r.text
+    r = await page.post("/dashboard/security/2fa/enable", {"code": code})
+    # the recovery codes are shown on this answer only, so it is not a redirect
+    assert r.status_code == 200 and "Двухфакторная аутентификация включена" in r.text
+    assert len(re.findall(r"<li>[a-z2-9]{5}-[a-z2-9]{5}</li>", r.text)) == 10
     r = await api.client.get("/v1.0/getAccount", params=api.creds)  # another account's view
     assert r.json()["two_auth"] is False
 
@@ -500,6 +502,9 @@ async def test_admin_tops_up_blocks_and_prices(api: Api, page: Page) -> None:
     await admin.get(base)
     await admin.post(f"{base}/blocked", {"blocked": "1"})
     assert (await call(api, sid, key, phone="79161234544"))["code"] == 1001
+    # the block signed the customer's browsers out; signing in again shows why calls fail
+    assert (await page.get("/dashboard")).status_code == 303
+    assert (await page.sign_in(customer)).status_code == 303
     assert "заблокирован" in (await page.get("/dashboard")).text
     await admin.post(f"{base}/blocked", {"blocked": "0"})
     await admin.post(f"{base}/phone", {"verified": "1"})

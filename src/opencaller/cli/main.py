@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from ..config import Settings, load_settings
 from ..domain import accounts as acc
-from ..domain import billing
+from ..domain import billing, web_sessions
 from ..domain.bootstrap import ensure_demo, ensure_tariff
 from ..domain.clock import Clock
 from ..domain.money import to_rub, to_units
-from ..domain.passwords import hash_password
+from ..domain.passwords import WeakPassword, check_password, hash_password
 from ..domain.settings import ServiceSettings
 from ..observability.logs import setup_logging
 from ..storage.database import Database
@@ -160,6 +160,8 @@ def account_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create an account on the default tariff."""
+    if password is not None:
+        _check_password(password, email)
     settings = _settings(config)
     _prepare(settings)
     now = Clock().now()
@@ -191,6 +193,45 @@ def account_create(
 
     aid = _run(settings, work)
     typer.echo(f"account {aid} {email} created")
+
+
+def _check_password(password: str, email: str) -> None:
+    try:
+        check_password(password, email=email)
+    except WeakPassword as exc:
+        raise typer.BadParameter(str(exc), param_hint="--password") from exc
+
+
+@account_app.command("password")
+def account_password(
+    email: str,
+    password: Annotated[
+        str | None,
+        typer.Option(help="The new password; asked for (hidden, twice) when not given."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Set an account's dashboard password; every browser signed in to it is signed out."""
+    if password is None:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    _check_password(password, email)
+    settings = _settings(config)
+    _prepare(settings)
+    now = Clock().now()
+    hashed = hash_password(password)
+
+    async def work(db: Database) -> int:
+        async with db.write() as conn:
+            account = await acc.get_account_by_email(conn, email)
+            if account is None:
+                raise typer.BadParameter(f"no account {email}")
+            await acc.set_password(conn, account.id, hashed, now=now)
+            ended = await web_sessions.end_all(conn, account.id)
+            await acc.log_action(conn, account.id, "password changed: by the operator", now=now)
+            return ended
+
+    ended = _run(settings, work)
+    typer.echo(f"password of {email} changed; {ended} signed-in browser(s) signed out")
 
 
 @account_app.command("topup")

@@ -11,7 +11,12 @@ import phonenumbers
 
 from ..storage.tables import MONEY_SCALE
 
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+# ASCII addresses only, without the characters that mean something in HTML or headers
+# (``<>"\``, spaces, controls); international domains go in their xn-- form.
+EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$"
+)
 
 
 def rub_plain(units: int) -> str:

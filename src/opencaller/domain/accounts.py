@@ -141,6 +141,16 @@ async def create_account(
     return int(result.scalar_one())
 
 
+async def set_password(
+    conn: AsyncConnection, account_id: int, password_hash: str, *, now: float
+) -> None:
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(password_hash=password_hash, updated_at=now)
+    )
+
+
 async def log_action(
     conn: AsyncConnection,
     account_id: int,

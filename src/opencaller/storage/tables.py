@@ -70,6 +70,8 @@ accounts = Table(
     Column("telegram_id", BigInteger, nullable=True),
     Column("two_auth", Boolean, nullable=False, default=False),
     Column("totp_secret", String(64), nullable=True),
+    # The last TOTP time step accepted: a code is good once (RFC 6238 §5.2).
+    Column("totp_last_step", BigInteger, nullable=True),
     Column("phone", String(20), nullable=True),
     Column("phone_verified", Boolean, nullable=False, default=False),
     Column("blocked", Boolean, nullable=False, default=False),

@@ -8,7 +8,7 @@ from sqlalchemy import func, or_, select, update
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ...domain import billing
+from ...domain import billing, web_sessions
 from ...domain.accounts import Account, get_account
 from ...storage.tables import accounts, ledger, services, tariffs
 from .. import data, fmt
@@ -97,6 +97,8 @@ async def _set(ctx: Ctx, account: Account, action: str, **values: Any) -> Respon
             .where(accounts.c.id == account.id)
             .values(updated_at=ctx.now(), **values)
         )
+        if values.get("blocked"):  # a blocked account's browsers are signed out at once
+            await web_sessions.end_all(conn, account.id)
         sids = (
             (await conn.execute(select(services.c.id).where(services.c.account_id == account.id)))
             .scalars()
