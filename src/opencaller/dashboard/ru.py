@@ -12,6 +12,7 @@ RU: dict[str, str] = {
     "Balance": "Баланс",
     "Security": "Безопасность",
     "Admin": "Админка",
+    "Menu": "Меню",
     "My dashboard": "Мой кабинет",
     "Traffic": "Трафик",
     "Accounts": "Аккаунты",
