@@ -590,3 +590,13 @@ async def test_the_api_root_is_never_redirected(api: Api) -> None:
     assert r.status_code == 200 and r.json()["status"] is False
     r = await api.client.get("/static/dashboard.css")
     assert r.status_code == 200 and "text/css" in r.headers["content-type"]
+
+
+def test_every_outcome_channel_and_ledger_kind_reads_in_russian() -> None:
+    from opencaller.dashboard.fmt import outcome
+    from opencaller.telephony.base import CallKind, Outcome
+
+    values = [outcome(o.value) for o in Outcome] + [k.value for k in CallKind]
+    values += ["inbound", "lookup", "charge", "refund", "topup", "correction"]
+    missing = [v for v in values if i18n.translate("ru", v) == v]
+    assert not missing, missing

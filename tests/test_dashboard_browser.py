@@ -247,7 +247,7 @@ def test_customer_and_operator_journey(browser: Any, server: Server, tab: Any) -
     assert "phone=7900" in page.url
     page.click(f"#log-table a:text('{first['ucaller_id']}')")
     expect(page.locator("h1")).to_contain_text(str(first["ucaller_id"]))
-    expect(page.locator("body")).to_contain_text("delivered")
+    expect(page.locator("body")).to_contain_text("телефон зазвонил")  # delivered, in Russian
     shot(page, "authorization")
 
     page.goto("/dashboard/stats")

@@ -106,3 +106,8 @@ def safe_next(target: str | None, default: str) -> str:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return default
+
+
+def outcome(value: str | None) -> str:
+    """A call outcome as a phrase (``no_answer`` -> ``no answer``), translated by the page."""
+    return value.replace("_", " ") if value else ""

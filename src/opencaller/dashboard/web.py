@@ -47,7 +47,9 @@ class Dash:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(rub=fmt.rub, when=fmt.when, day=fmt.day, rub_plain=fmt.rub_plain)
+        self.env.filters.update(
+            rub=fmt.rub, when=fmt.when, day=fmt.day, rub_plain=fmt.rub_plain, outcome=fmt.outcome
+        )
 
     def is_https(self, request: Request) -> bool:
         """Whether the browser talks https to us: directly, or through a trusted proxy that
