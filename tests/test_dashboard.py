@@ -600,3 +600,36 @@ def test_every_outcome_channel_and_ledger_kind_reads_in_russian() -> None:
     values += ["inbound", "lookup", "charge", "refund", "topup", "correction"]
     missing = [v for v in values if i18n.translate("ru", v) == v]
     assert not missing, missing
+
+
+async def test_log_csv_export_and_bad_dates(api: Api, page: Page) -> None:
+    email = await page.sign_up()
+    await fund(api, email, 10)
+    sid = await page.create_service()
+    key = await service_key(page, sid)
+    uids = []
+    for phone, client in (("79161234560", "=HYPERLINK(1)"), ("79000000001", "plain")):
+        uids.append((await call(api, sid, key, phone=phone, client=client))["ucaller_id"])
+    for uid in uids:
+        await wait_done(api, sid, key, uid)
+    r = await page.get("/dashboard/log", phone="7916*")
+    assert r.status_code == 200 and 'href="/dashboard/log.csv?phone=7916%2A"' in r.text
+    r = await page.get("/dashboard/log.csv", phone="7916*")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [int(x["ucaller_id"]) for x in rows] == [uids[0]]
+    assert rows[0]["phone"] == "79161234560" and rows[0]["status"] == "reached"
+    assert rows[0]["client"] == "'=HYPERLINK(1)"  # never a live formula in a spreadsheet
+    assert rows[0]["cost_rub"] == "0.30" and rows[0]["channel"] == "flash"
+    everything = list(csv.DictReader(io.StringIO((await page.get("/dashboard/log.csv")).text)))
+    assert sorted(int(x["ucaller_id"]) for x in everything) == sorted(uids)
+    # a date that is not one is said, not silently ignored
+    r = await page.get("/dashboard/log", **{"from": "2026-13-40"})
+    assert r.status_code == 400 and "Это не дата: «2026-13-40»" in r.text
+    r = await page.get("/dashboard/log", **{"from": "2026-05-02", "to": "2026-05-01"})
+    assert r.status_code == 400 and "Первый день позже последнего" in r.text
+    assert (await page.get("/dashboard/log.csv", to="yesterday")).status_code == 400
+    other = new_page(api.client)  # another customer's export holds none of these
+    await other.sign_up()
+    assert "79161234560" not in (await other.get("/dashboard/log.csv")).text
+    assert (await other.get("/dashboard/log.csv", service=str(sid))).status_code == 404

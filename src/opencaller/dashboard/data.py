@@ -90,6 +90,20 @@ async def search_log(
     return list((await conn.execute(q)).all()), total
 
 
+async def log_rows(
+    conn: AsyncConnection, account_id: int, flt: LogFilter, limit: int
+) -> list[Any]:
+    """Every matching row, newest first, at most ``limit`` (the CSV export)."""
+    q = (
+        select(authorizations, services.c.name.label("service_name"))
+        .join(services, services.c.id == a.service_id)
+        .where(and_(*flt.conditions(account_id)))
+        .order_by(a.id.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(q)).all())
+
+
 async def owned_authorization(conn: AsyncConnection, account_id: int, auth_id: int) -> Any:
     q = (
         select(authorizations, services.c.name.label("service_name"))

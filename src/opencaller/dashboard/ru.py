@@ -13,6 +13,10 @@ RU: dict[str, str] = {
     "Security": "Безопасность",
     "Admin": "Админка",
     "Menu": "Меню",
+    "Download CSV": "Скачать CSV",
+    "Not a date: \"{value}\". Use YYYY-MM-DD.":
+        "Это не дата: «{value}». Введите в виде ГГГГ-ММ-ДД.",
+    "The first day is after the last one.": "Первый день позже последнего.",
     "My dashboard": "Мой кабинет",
     "Traffic": "Трафик",
     "Accounts": "Аккаунты",

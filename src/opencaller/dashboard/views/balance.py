@@ -72,7 +72,7 @@ async def ledger_csv(ctx: Ctx) -> Response:
                 r.channel or "",
                 r.authorization_id or "",
                 r.actor,
-                _cell(r.reason),
+                cell(r.reason),
             ]
         )
     name = f"opencaller-ledger-{account.id}-{fmt.day(ctx.now())}.csv"
@@ -83,8 +83,8 @@ async def ledger_csv(ctx: Ctx) -> Response:
     )
 
 
-def _cell(text: str) -> str:
-    """Keep spreadsheets from running a reason typed as a formula."""
+def cell(text: str) -> str:
+    """Keep spreadsheets from running text typed as a formula (a reason, a client string)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
