@@ -633,3 +633,26 @@ async def test_log_csv_export_and_bad_dates(api: Api, page: Page) -> None:
     await other.sign_up()
     assert "79161234560" not in (await other.get("/dashboard/log.csv")).text
     assert (await other.get("/dashboard/log.csv", service=str(sid))).status_code == 404
+
+
+async def test_low_balance_notice_with_the_customers_threshold(
+    api: Api, page: Page, settings: Settings
+) -> None:
+    api.rt.settings.topup_instructions = "Pay by invoice: billing@operator.example"
+    email = await page.sign_up()
+    r = await page.get("/dashboard")
+    assert 'id="low-balance"' in r.text and "API отклоняет платные звонки" in r.text
+    assert "billing@operator.example" in r.text
+    await fund(api, email, 100)
+    r = await page.get("/dashboard")
+    assert 'id="low-balance"' not in r.text  # 100 ₽ is above the default 50 ₽
+    await page.get("/dashboard/balance")
+    r = await page.post("/dashboard/balance/alert", {"threshold": "150"})
+    assert r.status_code == 303
+    r = await page.get("/dashboard/stats")  # on every page
+    assert "Баланс заканчивается: 100.00\u00a0₽" in text_of(r.text)
+    assert "150.00\u00a0₽ и ниже" in text_of(r.text)
+    r = await page.post("/dashboard/balance/alert", {"threshold": "-1"})
+    assert r.status_code == 400 and "0 или больше" in r.text
+    r = await page.post("/dashboard/balance/alert", {"threshold": "0"})
+    assert 'id="low-balance"' not in (await page.get("/dashboard")).text

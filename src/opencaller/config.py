@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Files derived from installed packages (the place-name table); default: see docs
     cache_dir: str | None = None
+    # Dashboard: a notice on every page when a customer's balance is at or below their alert
+    # threshold (this default until they set one), with how to top up, in the operator's words.
+    low_balance_alert_rub: float = 50.0
+    topup_instructions: str = ""
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -90,9 +90,7 @@ async def search_log(
     return list((await conn.execute(q)).all()), total
 
 
-async def log_rows(
-    conn: AsyncConnection, account_id: int, flt: LogFilter, limit: int
-) -> list[Any]:
+async def log_rows(conn: AsyncConnection, account_id: int, flt: LogFilter, limit: int) -> list[Any]:
     """Every matching row, newest first, at most ``limit`` (the CSV export)."""
     q = (
         select(authorizations, services.c.name.label("service_name"))

@@ -13,6 +13,15 @@ RU: dict[str, str] = {
     "Security": "Безопасность",
     "Admin": "Админка",
     "Menu": "Меню",
+    "Your balance is {balance}: the API refuses paid calls (error 1002) until you top up.":
+        "Ваш баланс {balance}: API отклоняет платные звонки (ошибка 1002), пока вы не"
+        " пополните его.",
+    "Low balance: {balance} (you are warned at {threshold} and below).":
+        "Баланс заканчивается: {balance} (предупреждение при {threshold} и ниже).",
+    "Low-balance notice": "Предупреждение о балансе",
+    "Warn me at or below, ₽": "Предупреждать при балансе не выше, ₽",
+    "How to top up:": "Как пополнить:",
+    "Enter an amount in roubles, 0 or more.": "Введите сумму в рублях, 0 или больше.",
     "Download CSV": "Скачать CSV",
     "Not a date: \"{value}\". Use YYYY-MM-DD.":
         "Это не дата: «{value}». Введите в виде ГГГГ-ММ-ДД.",
@@ -319,6 +328,7 @@ RU: dict[str, str] = {
     "Mark phone unverified": "Снять подтверждение телефона",
     "Who": "Кто",
     "Saved.": "Сохранено.",
+    "Save": "Сохранить",
     "Balance changed.": "Баланс изменён.",
     "Enter an amount in roubles (negative to take money off).":
         "Введите сумму в рублях (отрицательную, чтобы списать).",

@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..domain import web_sessions
 from ..domain.accounts import Account, log_action
+from ..domain.money import to_units
 from ..domain.signin_guard import SigninGuard
 from ..domain.web_sessions import WebSession
 from ..runtime import Runtime
@@ -126,9 +127,24 @@ class Ctx:
             full_path=str(self.request.url.path)
             + (f"?{self.request.url.query}" if self.request.url.query else ""),
             flashes=flashes,
+            low_balance=self.low_balance(),
+            topup_instructions=self.rt.settings.topup_instructions,
             **values,
         )
         return HTMLResponse(html, status_code=status)
+
+    def alert_threshold(self) -> int:
+        """Money units at or below which the pages warn about the balance."""
+        if self.account is not None and self.account.low_balance_alert is not None:
+            return self.account.low_balance_alert
+        return to_units(self.rt.settings.low_balance_alert_rub)
+
+    def low_balance(self) -> int | None:
+        """The threshold when the signed-in customer's balance is at or below it, else None."""
+        if self.account is None or self.account.is_admin:
+            return None
+        threshold = self.alert_threshold()
+        return threshold if self.account.balance <= max(threshold, 0) else None
 
     def redirect(self, url: str) -> Response:
         return RedirectResponse(url, status_code=303)
@@ -165,9 +181,7 @@ View = Callable[[Ctx], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-async def _signed_in(
-    dash: Dash, session: Session, ip: str
-) -> tuple[Account, WebSession] | None:
+async def _signed_in(dash: Dash, session: Session, ip: str) -> tuple[Account, WebSession] | None:
     token = session.get("sid")
     if not isinstance(token, str):
         return None

@@ -79,6 +79,8 @@ accounts = Table(
     Column("tariff_id", ForeignKey("tariffs.id"), nullable=True),
     Column("balance", BigInteger, nullable=False, default=0),
     Column("bonus_balance", BigInteger, nullable=False, default=0),
+    # The dashboard warns below this balance; NULL means the installation's default.
+    Column("low_balance_alert", BigInteger, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

@@ -1,4 +1,5 @@
-"""server-side dashboard sessions, sign-in attempts, recovery codes, TOTP replay guard
+"""server-side dashboard sessions, sign-in attempts, recovery codes, TOTP replay guard,
+low-balance alert threshold
 
 Revision ID: 0007_dashboard_security
 Revises: 0005_repeat_count
@@ -21,6 +22,7 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def upgrade() -> None:
     with op.batch_alter_table("accounts") as batch:
         batch.add_column(sa.Column("totp_last_step", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("low_balance_alert", sa.BigInteger(), nullable=True))
     op.create_table(
         "dashboard_sessions",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -72,4 +74,5 @@ def downgrade() -> None:
     op.drop_index("ix_dashboard_sessions_account", table_name="dashboard_sessions")
     op.drop_table("dashboard_sessions")
     with op.batch_alter_table("accounts") as batch:
+        batch.drop_column("low_balance_alert")
         batch.drop_column("totp_last_step")
