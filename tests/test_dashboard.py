@@ -656,3 +656,35 @@ async def test_low_balance_notice_with_the_customers_threshold(
     assert r.status_code == 400 and "0 или больше" in r.text
     r = await page.post("/dashboard/balance/alert", {"threshold": "0"})
     assert 'id="low-balance"' not in (await page.get("/dashboard")).text
+
+
+async def test_admin_creates_an_account_and_sees_its_calls(api: Api, page: Page) -> None:
+    admin_email = await make_admin(api.rt)
+    assert (await page.sign_in(admin_email)).status_code == 303
+    await page.get("/admin/accounts")
+    r = await page.post(
+        "/admin/accounts/new",
+        {"email": "Shop@Example.com", "password": "12345678", "balance": "10"},
+    )
+    assert r.status_code == 400 and "слишком распространён" in r.text
+    r = await page.post(
+        "/admin/accounts/new",
+        {"email": "shop@example.com", "password": "shop's own password", "balance": "25,5"},
+    )
+    assert r.status_code == 303
+    account_url = r.headers["location"]
+    r = await page.get(account_url)
+    assert "Аккаунт создан" in r.text and "25.50\u00a0₽" in text_of(r.text)
+    r = await page.post("/admin/accounts/new", {"email": "shop@example.com",
+                                                 "password": "another password"})
+    assert r.status_code == 400 and "Аккаунт с таким e-mail уже есть" in r.text
+
+    customer = new_page(page.client)
+    assert (await customer.sign_in("shop@example.com", "shop's own password")).status_code == 303
+    sid = await customer.create_service()
+    key = await service_key(customer, sid)
+    uid = (await call(api, sid, key, phone="79161234561"))["ucaller_id"]
+    await wait_done(api, sid, key, uid)
+    r = await page.get(account_url)
+    calls = r.text.split('id="account-calls"', 1)[1].split("</table>", 1)[0]
+    assert str(uid) in calls and "79161234561" in calls and "телефон зазвонил" in calls

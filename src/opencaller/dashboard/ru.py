@@ -13,6 +13,15 @@ RU: dict[str, str] = {
     "Security": "Безопасность",
     "Admin": "Админка",
     "Menu": "Меню",
+    "New account": "Новый аккаунт",
+    "the customer can change it": "клиент сможет его сменить",
+    "Starting balance, ₽": "Начальный баланс, ₽",
+    "Operator (admin)": "Оператор (админ)",
+    "Create account": "Создать аккаунт",
+    "Account created.": "Аккаунт создан.",
+    "Calls of this account": "Звонки аккаунта",
+    "latest {n} of {total}": "последние {n} из {total}",
+    "No calls yet.": "Звонков пока нет.",
     "Your balance is {balance}: the API refuses paid calls (error 1002) until you top up.":
         "Ваш баланс {balance}: API отклоняет платные звонки (ошибка 1002), пока вы не"
         " пополните его.",
