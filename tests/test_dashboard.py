@@ -408,7 +408,7 @@ async def test_log_filters_details_and_statistics(api: Api, page: Page) -> None:
 
     r = await page.get(f"/dashboard/authorizations/{busy}")
     page_text = text_of(r.text)
-    assert "busy" in page_text and "order-7" in page_text and "Не дозвонились" in page_text
+    assert "занято" in page_text and "order-7" in page_text and "Не дозвонились" in page_text
     assert BUSY_PHONE in page_text
 
     repeat = await api.client.get(
@@ -428,6 +428,12 @@ async def test_log_filters_details_and_statistics(api: Api, page: Page) -> None:
     assert reached_n and reached_n.group(1) == "2"  # TEST numbers are counted apart
     assert not_reached and not_reached.group(1) == "1"
     assert "<svg" in r.text and "Main" in r.text and "Second" in r.text
+    assert 'id="conversion-per-day"' in r.text and "Конверсия по дням" in r.text
+    countries = r.text.split('id="by-country"', 1)[1].split("</table>", 1)[0]
+    assert re.search(r"<td>RU</td><td class=\"num\">5</td><td class=\"num\">2</td>", countries)
+    operators = r.text.split('id="by-operator"', 1)[1].split("</table>", 1)[0]
+    started_per_operator = re.findall(r'<tr><td>[^<]*</td><td class="num">(\d+)</td>', operators)
+    assert sum(int(n) for n in started_per_operator) == 5  # every call is under some operator
     r = await page.get("/dashboard/stats", service=str(other_sid))
     assert re.search(r'id="stat-started">1<', r.text)
     assert re.search(r'id="stat-conversion">100.0 %<', r.text)

@@ -13,6 +13,13 @@ RU: dict[str, str] = {
     "Security": "Безопасность",
     "Admin": "Админка",
     "Menu": "Меню",
+    "Conversion per day": "Конверсия по дням",
+    "Share of finished real calls that reached the phone, %.":
+        "Доля завершённых реальных звонков, дошедших до телефона, %.",
+    "By country": "По странам",
+    "By operator": "По операторам",
+    "Unknown": "Неизвестно",
+    "Operator": "Оператор",
     "New account": "Новый аккаунт",
     "the customer can change it": "клиент сможет его сменить",
     "Starting balance, ₽": "Начальный баланс, ₽",
