@@ -135,7 +135,11 @@ def serve(
         typer.echo(f"opencaller listening on {base}")
         typer.echo(
             f"  demo account: {demo.email}"
-            + (f"  password: {demo.password}" if demo.password else "")
+            + (
+                f"  password: {demo.password}"
+                if demo.password
+                else f"  (password forgotten? opencaller account password {demo.email})"
+            )
         )
         typer.echo(f"  service_id:   {demo.service_id}")
         typer.echo(f"  key:          {demo.key}")
