@@ -681,8 +681,9 @@ async def test_admin_creates_an_account_and_sees_its_calls(api: Api, page: Page)
     account_url = r.headers["location"]
     r = await page.get(account_url)
     assert "Аккаунт создан" in r.text and "25.50\u00a0₽" in text_of(r.text)
-    r = await page.post("/admin/accounts/new", {"email": "shop@example.com",
-                                                 "password": "another password"})
+    r = await page.post(
+        "/admin/accounts/new", {"email": "shop@example.com", "password": "another password"}
+    )
     assert r.status_code == 400 and "Аккаунт с таким e-mail уже есть" in r.text
 
     customer = new_page(page.client)
