@@ -324,8 +324,11 @@ def assert_fits(page: Any, where: str) -> None:
 
 def phone_tab(browser: Any, server: Server) -> Any:
     context = browser.new_context(
-        viewport={"width": 390, "height": 844}, base_url=server.url, is_mobile=True,
-        has_touch=True, device_scale_factor=2,
+        viewport={"width": 390, "height": 844},
+        base_url=server.url,
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
     )
     return context.new_page()
 
