@@ -171,8 +171,10 @@ async def test_two_factor_sign_in(page: Page, api: Api) -> None:
     r = await page.post("/dashboard/security/2fa/enable", {"code": "000000"})
     assert r.status_code == 400
     code = pyotp.TOTP(secret.group(1)).now()
-    r = await page.follow(await page.post("/dashboard/security/2fa/enable", {"code": code}))
-    assert "Двухфакторная аутентификация включена" in r.text
+    r = await page.post("/dashboard/security/2fa/enable", {"code": code})
+    # the recovery codes are shown on this answer only, so it is not a redirect
+    assert r.status_code == 200 and "Двухфакторная аутентификация включена" in r.text
+    assert len(re.findall(r"<li>[a-z2-9]{5}-[a-z2-9]{5}</li>", r.text)) == 10
     r = await api.client.get("/v1.0/getAccount", params=api.creds)  # another account's view
     assert r.json()["two_auth"] is False
 
@@ -406,7 +408,7 @@ async def test_log_filters_details_and_statistics(api: Api, page: Page) -> None:
 
     r = await page.get(f"/dashboard/authorizations/{busy}")
     page_text = text_of(r.text)
-    assert "busy" in page_text and "order-7" in page_text and "Не дозвонились" in page_text
+    assert "занято" in page_text and "order-7" in page_text and "Не дозвонились" in page_text
     assert BUSY_PHONE in page_text
 
     repeat = await api.client.get(
@@ -426,6 +428,12 @@ async def test_log_filters_details_and_statistics(api: Api, page: Page) -> None:
     assert reached_n and reached_n.group(1) == "2"  # TEST numbers are counted apart
     assert not_reached and not_reached.group(1) == "1"
     assert "<svg" in r.text and "Main" in r.text and "Second" in r.text
+    assert 'id="conversion-per-day"' in r.text and "Конверсия по дням" in r.text
+    countries = r.text.split('id="by-country"', 1)[1].split("</table>", 1)[0]
+    assert re.search(r"<td>RU</td><td class=\"num\">5</td><td class=\"num\">2</td>", countries)
+    operators = r.text.split('id="by-operator"', 1)[1].split("</table>", 1)[0]
+    started_per_operator = re.findall(r'<tr><td>[^<]*</td><td class="num">(\d+)</td>', operators)
+    assert sum(int(n) for n in started_per_operator) == 5  # every call is under some operator
     r = await page.get("/dashboard/stats", service=str(other_sid))
     assert re.search(r'id="stat-started">1<', r.text)
     assert re.search(r'id="stat-conversion">100.0 %<', r.text)
@@ -500,6 +508,9 @@ async def test_admin_tops_up_blocks_and_prices(api: Api, page: Page) -> None:
     await admin.get(base)
     await admin.post(f"{base}/blocked", {"blocked": "1"})
     assert (await call(api, sid, key, phone="79161234544"))["code"] == 1001
+    # the block signed the customer's browsers out; signing in again shows why calls fail
+    assert (await page.get("/dashboard")).status_code == 303
+    assert (await page.sign_in(customer)).status_code == 303
     assert "заблокирован" in (await page.get("/dashboard")).text
     await admin.post(f"{base}/blocked", {"blocked": "0"})
     await admin.post(f"{base}/phone", {"verified": "1"})
@@ -585,3 +596,102 @@ async def test_the_api_root_is_never_redirected(api: Api) -> None:
     assert r.status_code == 200 and r.json()["status"] is False
     r = await api.client.get("/static/dashboard.css")
     assert r.status_code == 200 and "text/css" in r.headers["content-type"]
+
+
+def test_every_outcome_channel_and_ledger_kind_reads_in_russian() -> None:
+    from opencaller.dashboard.fmt import outcome
+    from opencaller.telephony.base import CallKind, Outcome
+
+    values = [outcome(o.value) for o in Outcome] + [k.value for k in CallKind]
+    values += ["inbound", "lookup", "charge", "refund", "topup", "correction"]
+    missing = [v for v in values if i18n.translate("ru", v) == v]
+    assert not missing, missing
+
+
+async def test_log_csv_export_and_bad_dates(api: Api, page: Page) -> None:
+    email = await page.sign_up()
+    await fund(api, email, 10)
+    sid = await page.create_service()
+    key = await service_key(page, sid)
+    uids = []
+    for phone, client in (("79161234560", "=HYPERLINK(1)"), ("79000000001", "plain")):
+        uids.append((await call(api, sid, key, phone=phone, client=client))["ucaller_id"])
+    for uid in uids:
+        await wait_done(api, sid, key, uid)
+    r = await page.get("/dashboard/log", phone="7916*")
+    assert r.status_code == 200 and 'href="/dashboard/log.csv?phone=7916%2A"' in r.text
+    r = await page.get("/dashboard/log.csv", phone="7916*")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [int(x["ucaller_id"]) for x in rows] == [uids[0]]
+    assert rows[0]["phone"] == "79161234560" and rows[0]["status"] == "reached"
+    assert rows[0]["client"] == "'=HYPERLINK(1)"  # never a live formula in a spreadsheet
+    assert rows[0]["cost_rub"] == "0.30" and rows[0]["channel"] == "flash"
+    everything = list(csv.DictReader(io.StringIO((await page.get("/dashboard/log.csv")).text)))
+    assert sorted(int(x["ucaller_id"]) for x in everything) == sorted(uids)
+    # a date that is not one is said, not silently ignored
+    r = await page.get("/dashboard/log", **{"from": "2026-13-40"})
+    assert r.status_code == 400 and "Это не дата: «2026-13-40»" in r.text
+    r = await page.get("/dashboard/log", **{"from": "2026-05-02", "to": "2026-05-01"})
+    assert r.status_code == 400 and "Первый день позже последнего" in r.text
+    assert (await page.get("/dashboard/log.csv", to="yesterday")).status_code == 400
+    other = new_page(api.client)  # another customer's export holds none of these
+    await other.sign_up()
+    assert "79161234560" not in (await other.get("/dashboard/log.csv")).text
+    assert (await other.get("/dashboard/log.csv", service=str(sid))).status_code == 404
+
+
+async def test_low_balance_notice_with_the_customers_threshold(
+    api: Api, page: Page, settings: Settings
+) -> None:
+    api.rt.settings.topup_instructions = "Pay by invoice: billing@operator.example"
+    email = await page.sign_up()
+    r = await page.get("/dashboard")
+    assert 'id="low-balance"' in r.text and "API отклоняет платные звонки" in r.text
+    assert "billing@operator.example" in r.text
+    await fund(api, email, 100)
+    r = await page.get("/dashboard")
+    assert 'id="low-balance"' not in r.text  # 100 ₽ is above the default 50 ₽
+    await page.get("/dashboard/balance")
+    r = await page.post("/dashboard/balance/alert", {"threshold": "150"})
+    assert r.status_code == 303
+    r = await page.get("/dashboard/stats")  # on every page
+    assert "Баланс заканчивается: 100.00\u00a0₽" in text_of(r.text)
+    assert "150.00\u00a0₽ и ниже" in text_of(r.text)
+    r = await page.post("/dashboard/balance/alert", {"threshold": "-1"})
+    assert r.status_code == 400 and "0 или больше" in r.text
+    r = await page.post("/dashboard/balance/alert", {"threshold": "0"})
+    assert 'id="low-balance"' not in (await page.get("/dashboard")).text
+
+
+async def test_admin_creates_an_account_and_sees_its_calls(api: Api, page: Page) -> None:
+    admin_email = await make_admin(api.rt)
+    assert (await page.sign_in(admin_email)).status_code == 303
+    await page.get("/admin/accounts")
+    r = await page.post(
+        "/admin/accounts/new",
+        {"email": "Shop@Example.com", "password": "12345678", "balance": "10"},
+    )
+    assert r.status_code == 400 and "слишком распространён" in r.text
+    r = await page.post(
+        "/admin/accounts/new",
+        {"email": "shop@example.com", "password": "shop's own password", "balance": "25,5"},
+    )
+    assert r.status_code == 303
+    account_url = r.headers["location"]
+    r = await page.get(account_url)
+    assert "Аккаунт создан" in r.text and "25.50\u00a0₽" in text_of(r.text)
+    r = await page.post(
+        "/admin/accounts/new", {"email": "shop@example.com", "password": "another password"}
+    )
+    assert r.status_code == 400 and "Аккаунт с таким e-mail уже есть" in r.text
+
+    customer = new_page(page.client)
+    assert (await customer.sign_in("shop@example.com", "shop's own password")).status_code == 303
+    sid = await customer.create_service()
+    key = await service_key(customer, sid)
+    uid = (await call(api, sid, key, phone="79161234561"))["ucaller_id"]
+    await wait_done(api, sid, key, uid)
+    r = await page.get(account_url)
+    calls = r.text.split('id="account-calls"', 1)[1].split("</table>", 1)[0]
+    assert str(uid) in calls and "79161234561" in calls and "телефон зазвонил" in calls

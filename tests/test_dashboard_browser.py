@@ -247,7 +247,7 @@ def test_customer_and_operator_journey(browser: Any, server: Server, tab: Any) -
     assert "phone=7900" in page.url
     page.click(f"#log-table a:text('{first['ucaller_id']}')")
     expect(page.locator("h1")).to_contain_text(str(first["ucaller_id"]))
-    expect(page.locator("body")).to_contain_text("delivered")
+    expect(page.locator("body")).to_contain_text("телефон зазвонил")  # delivered, in Russian
     shot(page, "authorization")
 
     page.goto("/dashboard/stats")
@@ -300,3 +300,117 @@ def test_admin_pages_refuse_customers(server: Server, tab: Any) -> None:
     playwright_api.expect(page.locator("h1")).to_have_text("Эта страница только для операторов.")
     response = page.goto("/dashboard/services/1")
     assert response is not None and response.status == 404
+
+
+# What sticks out past the right edge of the viewport, outside a scrolling table box.
+OVERFLOW_JS = """() => {
+  const width = document.documentElement.clientWidth;
+  const out = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.closest('.table-wrap') && !el.matches('.table-wrap')) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width && box.right > width + 1) {
+      out.push(`${el.tagName.toLowerCase()}.${el.className} ${Math.round(box.right)}px`);
+    }
+  }
+  return {page: document.documentElement.scrollWidth, width, out: out.slice(0, 8)};
+}"""
+
+
+def assert_fits(page: Any, where: str) -> None:
+    found = page.evaluate(OVERFLOW_JS)
+    assert found["page"] <= found["width"] and not found["out"], (where, found)
+
+
+def phone_tab(browser: Any, server: Server) -> Any:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        base_url=server.url,
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
+    return context.new_page()
+
+
+def open_menu_and_go(page: Any, label: str) -> None:
+    expect = playwright_api.expect
+    expect(page.locator(".nav")).to_be_hidden()  # folded away on a phone
+    page.click(".menu-button")
+    expect(page.locator(".nav")).to_be_visible()
+    page.click(f".nav a:text-is('{label}')")
+    page.wait_for_load_state()
+
+
+def test_every_page_fits_a_phone_and_the_menu_reaches_it(browser: Any, server: Server) -> None:
+    expect = playwright_api.expect
+    page = phone_tab(browser, server)
+    page.goto("/dashboard/signup")
+    assert_fits(page, "sign-up")
+    page.fill("input[name=email]", "phone@example.com")
+    page.fill("input[name=password]", "a phone password")
+    page.fill("input[name=password2]", "a phone password")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/dashboard")
+    assert_fits(page, "overview, empty")
+    page.fill("input[name=name]", "Mobile app with a rather long service name")
+    page.fill("input[name=use_direction]", "Sign-up confirmation")
+    page.click("text=Создать сервис")
+    page.wait_for_url(re.compile(r".*/dashboard/services/\d+$"))
+    assert_fits(page, "service")
+    sid = page.locator("#service-id").inner_text()
+    key = page.locator("#secret-key").text_content()
+    for phone in ("79000000001", "79000000002"):
+        call = server.api("initCall", service_id=sid, key=key, phone=phone, client="phone-test")
+        server.wait_final(sid, key, call["ucaller_id"])
+
+    for label, url in (
+        ("Журнал", "/dashboard/log"),
+        ("Статистика", "/dashboard/stats"),
+        ("Баланс", "/dashboard/balance"),
+        ("Безопасность", "/dashboard/security"),
+        ("Сервисы", "/dashboard"),
+    ):
+        open_menu_and_go(page, label)
+        assert page.url.endswith(url), (label, page.url)
+        assert_fits(page, label)
+    page.goto("/dashboard/log")
+    page.click("#log-table tbody tr a")
+    expect(page.locator("h1")).to_be_visible()
+    assert_fits(page, "authorization")
+    shot(page, "phone-log-entry")
+    page.goto("/dashboard")
+    shot(page, "phone-overview")
+    page.click(".menu-button")
+    expect(page.locator("form[action='/dashboard/signout'] button")).to_be_in_viewport()
+    shot(page, "phone-menu")
+    page.click("form[action='/dashboard/signout'] button")
+    page.wait_for_url("**/dashboard/signin")
+    assert_fits(page, "sign-in")
+    page.context.close()
+
+    operator = phone_tab(browser, server)
+    operator.goto("/dashboard/signin")
+    operator.fill("input[name=email]", ADMIN)
+    operator.fill("input[name=password]", PASSWORD)
+    operator.click("form[action='/dashboard/signin'] button[type=submit]")
+    operator.wait_for_url("**/dashboard")
+    open_menu_and_go(operator, "Админка")
+    assert_fits(operator, "admin traffic")
+    for url in ("/admin/accounts", "/admin/tariffs", "/admin/tariffs/1"):
+        operator.goto(url)
+        assert_fits(operator, url)
+    operator.goto("/admin/accounts")
+    operator.click("#accounts tbody a:text('phone@example.com')")
+    assert_fits(operator, "admin account")
+    shot(operator, "phone-admin-account")
+    operator.context.close()
+
+
+def test_wide_tables_stay_inside_their_cards_on_a_laptop(
+    browser: Any, server: Server, tab: Any
+) -> None:
+    sign_in(tab, ADMIN, PASSWORD)
+    for url in ("/admin", "/admin/accounts", "/dashboard/stats", "/dashboard/log"):
+        tab.goto(url)
+        assert_fits(tab, url)

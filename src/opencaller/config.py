@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # pieces may take before the voice call is given up (the process is killed).
     espeak: str = "espeak-ng"
     espeak_timeout_s: float = Field(default=10.0, gt=0)
+    # Dashboard: a notice on every page when a customer's balance is at or below their alert
+    # threshold (this default until they set one), with how to top up, in the operator's words.
+    low_balance_alert_rub: float = 50.0
+    topup_instructions: str = ""
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -14,15 +14,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from ..client import Client, GetInfo, UcallerAPIError
-from ..client.models import ApiModel, CallStatus
+if TYPE_CHECKING:  # imported by the commands that use them: `--help` starts fast
+    from ..client import Client, GetInfo
+    from ..client.models import ApiModel
+
 
 DEFAULT_URL = "http://127.0.0.1:8080"  # `opencaller serve`; never send keys to uCaller by default
 
@@ -42,15 +41,13 @@ KeyOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")]
 
-CALL_STATUS = {
-    CallStatus.PENDING: "being checked",
-    CallStatus.FAILED: "not reached",
-    CallStatus.REACHED: "reached",
-}
+CALL_STATUS = {-1: "being checked", 0: "not reached", 1: "reached"}  # client.models.CallStatus
 TIME_FIELDS = {"init_time", "creation_time", "last_request", "created", "updated"}
 
 
 def _client(url: str, service_id: str | None, key: str | None) -> Client:
+    from ..client import Client
+
     if not service_id or not key:
         typer.echo(
             "error: credentials missing; pass --service-id and --key "
@@ -63,6 +60,8 @@ def _client(url: str, service_id: str | None, key: str | None) -> Client:
 
 @contextmanager
 def _api_errors() -> Iterator[None]:
+    from ..client import UcallerAPIError
+
     try:
         yield
     except UcallerAPIError as err:
@@ -86,6 +85,10 @@ def _value(name: str, value: Any) -> str:
 
 
 def _show(result: ApiModel, as_json: bool, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     if as_json:
         typer.echo(json.dumps(result.raw, ensure_ascii=False, indent=2))
         return
@@ -181,6 +184,8 @@ def watch(
     as_json: JsonOpt = False,
 ) -> None:
     """Poll getInfo until the call is decided; exit 0 only if it was reached."""
+    from rich.console import Console
+
     # The live line goes to stderr so stdout stays the answer alone (also with --json).
     err_console = Console(stderr=True)
     polls = 0

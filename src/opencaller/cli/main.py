@@ -7,25 +7,16 @@ import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from sqlalchemy import select
 
-from ..config import Settings, load_settings
-from ..domain import accounts as acc
-from ..domain import billing
-from ..domain.bootstrap import ensure_demo, ensure_tariff
-from ..domain.clock import Clock
-from ..domain.money import to_rub, to_units
-from ..domain.passwords import hash_password
-from ..domain.settings import ServiceSettings
-from ..observability.logs import setup_logging
-from ..storage.database import Database
-from ..storage.db import is_sqlite, make_url_dir, migrate
-from ..storage.tables import services
 from .client_commands import register
 from .numbering import numbering_app
+
+if TYPE_CHECKING:  # the commands import what they use, so `--help` starts fast
+    from ..config import Settings
+    from ..storage.database import Database
 
 app = typer.Typer(
     help="opencaller: phone-number verification speaking the uCaller API v1.0.",
@@ -44,18 +35,24 @@ T = TypeVar("T")
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
+    from ..config import load_settings
+
     if config is not None:
         os.environ["OPENCALLER_CONFIG"] = str(config)
     return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _prepare(settings: Settings) -> None:
+    from ..storage.db import is_sqlite, make_url_dir, migrate
+
     if is_sqlite(settings.database_url):
         make_url_dir(settings.database_url)
     migrate(settings.database_url)
 
 
 def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    from ..storage.database import Database
+
     async def main() -> T:
         db = Database(settings.database_url)
         try:
@@ -64,6 +61,42 @@ def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
             await db.close()
 
     return asyncio.run(main())
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (a busy port, a foreign address), or None."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return str(exc)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"opencaller {version('opencaller')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """opencaller: phone-number verification speaking the uCaller API v1.0."""
 
 
 @app.command()
@@ -79,8 +112,16 @@ def serve(
     """Run the API (and, unless --no-dispatch, the call dispatcher) in this process."""
     import uvicorn
 
+    from ..domain.bootstrap import ensure_demo, ensure_tariff
+    from ..domain.clock import Clock
+    from ..observability.logs import setup_logging
+
     settings = _settings(config, host=host, port=port)
     setup_logging(settings.log_level, json=settings.log_json)
+    problem = _cannot_listen(settings.host, settings.port)
+    if problem:  # say so before printing "listening" and a demo key
+        typer.echo(f"error: cannot listen on {settings.host}:{settings.port}: {problem}", err=True)
+        raise typer.Exit(1)
     _prepare(settings)
     now = Clock().now()
     if settings.demo:
@@ -94,7 +135,11 @@ def serve(
         typer.echo(f"opencaller listening on {base}")
         typer.echo(
             f"  demo account: {demo.email}"
-            + (f"  password: {demo.password}" if demo.password else "")
+            + (
+                f"  password: {demo.password}"
+                if demo.password
+                else f"  (password forgotten? opencaller account password {demo.email})"
+            )
         )
         typer.echo(f"  service_id:   {demo.service_id}")
         typer.echo(f"  key:          {demo.key}")
@@ -136,6 +181,7 @@ def worker(
 
     Run `opencaller migrate` first; start as many workers as you like, on any machines.
     """
+    from ..observability.logs import setup_logging
     from ..worker import main as worker_main
 
     settings = _settings(config)
@@ -160,6 +206,15 @@ def account_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create an account on the default tariff."""
+    from ..domain import accounts as acc
+    from ..domain import billing
+    from ..domain.bootstrap import ensure_tariff
+    from ..domain.clock import Clock
+    from ..domain.money import to_units
+    from ..domain.passwords import hash_password
+
+    if password is not None:
+        _check_password(password, email)
     settings = _settings(config)
     _prepare(settings)
     now = Clock().now()
@@ -193,6 +248,52 @@ def account_create(
     typer.echo(f"account {aid} {email} created")
 
 
+def _check_password(password: str, email: str) -> None:
+    from ..domain.passwords import WeakPassword, check_password
+
+    try:
+        check_password(password, email=email)
+    except WeakPassword as exc:
+        raise typer.BadParameter(str(exc), param_hint="--password") from exc
+
+
+@account_app.command("password")
+def account_password(
+    email: str,
+    password: Annotated[
+        str | None,
+        typer.Option(help="The new password; asked for (hidden, twice) when not given."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Set an account's dashboard password; every browser signed in to it is signed out."""
+    from ..domain import accounts as acc
+    from ..domain import web_sessions
+    from ..domain.clock import Clock
+    from ..domain.passwords import hash_password
+
+    if password is None:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    _check_password(password, email)
+    settings = _settings(config)
+    _prepare(settings)
+    now = Clock().now()
+    hashed = hash_password(password)
+
+    async def work(db: Database) -> int:
+        async with db.write() as conn:
+            account = await acc.get_account_by_email(conn, email)
+            if account is None:
+                raise typer.BadParameter(f"no account {email}")
+            await acc.set_password(conn, account.id, hashed, now=now)
+            ended = await web_sessions.end_all(conn, account.id)
+            await acc.log_action(conn, account.id, "password changed: by the operator", now=now)
+            return ended
+
+    ended = _run(settings, work)
+    typer.echo(f"password of {email} changed; {ended} signed-in browser(s) signed out")
+
+
 @account_app.command("topup")
 def account_topup(
     email: str,
@@ -201,6 +302,11 @@ def account_topup(
     config: ConfigOpt = None,
 ) -> None:
     """Add money to an account (a negative amount corrects it downwards)."""
+    from ..domain import accounts as acc
+    from ..domain import billing
+    from ..domain.clock import Clock
+    from ..domain.money import to_rub, to_units
+
     settings = _settings(config)
     now = Clock().now()
 
@@ -231,6 +337,9 @@ def service_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create a service for an account; prints its id and secret key."""
+    from ..domain import accounts as acc
+    from ..domain.clock import Clock
+
     settings = _settings(config)
     _prepare(settings)
     now = Clock().now()
@@ -255,6 +364,11 @@ def service_key(
     config: ConfigOpt = None,
 ) -> None:
     """Show (or regenerate) a service's secret key."""
+    from sqlalchemy import select
+
+    from ..domain import accounts as acc
+    from ..storage.tables import services
+
     settings = _settings(config)
 
     async def work(db: Database) -> str | None:
@@ -293,6 +407,9 @@ def service_set(
     config: ConfigOpt = None,
 ) -> None:
     """Change a service's settings and state."""
+    from ..domain import accounts as acc
+    from ..domain.settings import ServiceSettings
+
     settings = _settings(config)
 
     def split(v: str) -> list[str]:

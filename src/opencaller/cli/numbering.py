@@ -7,16 +7,16 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from opencaller.numbering.lookup import PhoneDirectory, PhoneInfo, describe
-from opencaller.numbering.mnp import import_mnp
-from opencaller.numbering.parse import InvalidPhoneNumber
-from opencaller.numbering.registry import ImportResult, RegistryFormatError, import_registry
-from opencaller.storage.db import create_engine, migrate
+if TYPE_CHECKING:  # imported by the commands that use them: `--help` starts fast
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from opencaller.numbering.lookup import PhoneInfo
+    from opencaller.numbering.registry import ImportResult
+
 
 numbering_app = typer.Typer(
     help="Phone numbering directory: the Russian numbering plan registry, MNP, lookups.",
@@ -48,6 +48,8 @@ def _url(database_url: str | None) -> str:
 
 
 def _run(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    from opencaller.storage.db import create_engine, migrate
+
     migrate(url)  # safe on every run; an import needs the tables
 
     async def main() -> T:
@@ -81,6 +83,8 @@ def import_command(
     ] = False,
 ) -> None:
     """Import ABC-3xx/ABC-4xx/ABC-8xx/DEF-9xx registry files in one transaction."""
+    from opencaller.numbering.registry import RegistryFormatError, import_registry
+
     try:
         result = _run(
             _url(database_url),
@@ -101,6 +105,9 @@ def import_mnp_command(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Replace the ported-numbers table (number;operator[;mnc]) in one transaction."""
+    from opencaller.numbering.mnp import import_mnp
+    from opencaller.numbering.registry import RegistryFormatError
+
     try:
         result = _run(_url(database_url), lambda engine: import_mnp(engine, file))
     except RegistryFormatError as exc:
@@ -119,6 +126,8 @@ def lookup_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print what the directory knows about PHONE (the checkPhone fields and more)."""
+    from opencaller.numbering.lookup import PhoneDirectory, describe
+    from opencaller.numbering.parse import InvalidPhoneNumber
 
     async def work(engine: AsyncEngine) -> PhoneInfo:
         return await PhoneDirectory(engine).lookup(phone)

@@ -90,6 +90,18 @@ async def search_log(
     return list((await conn.execute(q)).all()), total
 
 
+async def log_rows(conn: AsyncConnection, account_id: int, flt: LogFilter, limit: int) -> list[Any]:
+    """Every matching row, newest first, at most ``limit`` (the CSV export)."""
+    q = (
+        select(authorizations, services.c.name.label("service_name"))
+        .join(services, services.c.id == a.service_id)
+        .where(and_(*flt.conditions(account_id)))
+        .order_by(a.id.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(q)).all())
+
+
 async def owned_authorization(conn: AsyncConnection, account_id: int, auth_id: int) -> Any:
     q = (
         select(authorizations, services.c.name.label("service_name"))
@@ -188,6 +200,48 @@ async def counts_by_service(
         )
         for r in (await conn.execute(q)).all()
     ]
+
+
+async def counts_by(
+    conn: AsyncConnection,
+    group: ColumnElement[Any],
+    since: float,
+    until: float,
+    *,
+    account_id: int,
+    service_id: int | None = None,
+    limit: int = 300,
+) -> list[Counts]:
+    """Counts per value of ``group`` (a country, a number prefix), the busiest first."""
+    g = group.label("g")
+    cond = [a.account_id == account_id, a.created_at >= since, a.created_at < until]
+    if service_id is not None:
+        cond.append(a.service_id == service_id)
+    q = select(g, *_count_columns()).where(*cond).group_by(g).order_by(func.count().desc())
+    return [
+        Counts(
+            str(r.g or ""),
+            0,
+            r.started,
+            r.reached or 0,
+            r.not_reached or 0,
+            r.pending or 0,
+            r.tests or 0,
+        )
+        for r in (await conn.execute(q.limit(limit))).all()
+    ]
+
+
+def merge_counts(label: str, parts: list[Counts]) -> Counts:
+    return Counts(
+        label,
+        0,
+        sum(c.started for c in parts),
+        sum(c.reached for c in parts),
+        sum(c.not_reached for c in parts),
+        sum(c.pending for c in parts),
+        sum(c.tests for c in parts),
+    )
 
 
 async def spend_by_day(

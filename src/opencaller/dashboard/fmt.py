@@ -11,7 +11,12 @@ import phonenumbers
 
 from ..storage.tables import MONEY_SCALE
 
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+# ASCII addresses only, without the characters that mean something in HTML or headers
+# (``<>"\``, spaces, controls); international domains go in their xn-- form.
+EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$"
+)
 
 
 def rub_plain(units: int) -> str:
@@ -101,3 +106,8 @@ def safe_next(target: str | None, default: str) -> str:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return default
+
+
+def outcome(value: str | None) -> str:
+    """A call outcome as a phrase (``no_answer`` -> ``no answer``), translated by the page."""
+    return value.replace("_", " ") if value else ""

@@ -12,6 +12,36 @@ RU: dict[str, str] = {
     "Balance": "Баланс",
     "Security": "Безопасность",
     "Admin": "Админка",
+    "Menu": "Меню",
+    "Conversion per day": "Конверсия по дням",
+    "Share of finished real calls that reached the phone, %.":
+        "Доля завершённых реальных звонков, дошедших до телефона, %.",
+    "By country": "По странам",
+    "By operator": "По операторам",
+    "Unknown": "Неизвестно",
+    "Operator": "Оператор",
+    "New account": "Новый аккаунт",
+    "the customer can change it": "клиент сможет его сменить",
+    "Starting balance, ₽": "Начальный баланс, ₽",
+    "Operator (admin)": "Оператор (админ)",
+    "Create account": "Создать аккаунт",
+    "Account created.": "Аккаунт создан.",
+    "Calls of this account": "Звонки аккаунта",
+    "latest {n} of {total}": "последние {n} из {total}",
+    "No calls yet.": "Звонков пока нет.",
+    "Your balance is {balance}: the API refuses paid calls (error 1002) until you top up.":
+        "Ваш баланс {balance}: API отклоняет платные звонки (ошибка 1002), пока вы не"
+        " пополните его.",
+    "Low balance: {balance} (you are warned at {threshold} and below).":
+        "Баланс заканчивается: {balance} (предупреждение при {threshold} и ниже).",
+    "Low-balance notice": "Предупреждение о балансе",
+    "Warn me at or below, ₽": "Предупреждать при балансе не выше, ₽",
+    "How to top up:": "Как пополнить:",
+    "Enter an amount in roubles, 0 or more.": "Введите сумму в рублях, 0 или больше.",
+    "Download CSV": "Скачать CSV",
+    "Not a date: \"{value}\". Use YYYY-MM-DD.":
+        "Это не дата: «{value}». Введите в виде ГГГГ-ММ-ДД.",
+    "The first day is after the last one.": "Первый день позже последнего.",
     "My dashboard": "Мой кабинет",
     "Traffic": "Трафик",
     "Accounts": "Аккаунты",
@@ -49,8 +79,16 @@ RU: dict[str, str] = {
     "The passwords do not match.": "Пароли не совпадают.",
     "An account with this e-mail exists already.": "Аккаунт с таким e-mail уже есть.",
     "Wrong e-mail or password.": "Неверный e-mail или пароль.",
-    "Too many failed attempts. Try again in 15 minutes.":
-        "Слишком много неудачных попыток. Попробуйте через 15 минут.",
+    "Too many attempts. Try again in {minutes} min.":
+        "Слишком много попыток. Попробуйте снова через {minutes} мин.",
+    "The password must be at most 128 characters long.":
+        "Пароль должен быть не длиннее 128 символов.",
+    "This password is too common. Choose another one.":
+        "Этот пароль слишком распространён. Выберите другой.",
+    "Lost your phone? Enter one of your recovery codes instead.":
+        "Потеряли телефон? Введите вместо кода один из кодов восстановления.",
+    "You signed in with a recovery code; it cannot be used again.":
+        "Вы вошли с кодом восстановления; повторно он не сработает.",
     "Welcome! Create your first service to get a key.":
         "Добро пожаловать! Создайте первый сервис, чтобы получить ключ.",
     "Two-factor authentication": "Двухфакторная аутентификация",
@@ -150,9 +188,22 @@ RU: dict[str, str] = {
     "Not reached": "Не дозвонились",
     "In progress": "В процессе",
     "Test": "Тест",
-    "flash": "flash call",
-    "voice": "голос",
-    "mix": "mix",
+    "flash": "флеш-звонок",
+    "voice": "голосовой код",
+    "mix": "флеш-звонок, затем голос",
+    "lookup": "проверка номера",
+    # call outcomes (telephony/base.py Outcome, "_" shown as a space)
+    "delivered": "телефон зазвонил",
+    "answered": "ответили",
+    "busy": "занято",
+    "not found": "номер не существует",
+    "unavailable": "абонент недоступен",
+    "rejected": "вызов отклонён",
+    "network error": "ошибка сети",
+    "no progress": "сеть не ответила",
+    "no answer": "не ответили",
+    "interrupted": "прерван",
+    "timeout": "время вышло",
     "inbound": "входящий",
     "Authorization": "Авторизация",
     "Request": "Запрос",
@@ -214,9 +265,25 @@ RU: dict[str, str] = {
     "Set up": "Настроить",
     "Protect the account with a one-time code from an authenticator app.":
         "Защитите аккаунт одноразовым кодом из приложения-аутентификатора.",
-    "Add this key to an authenticator app (Google Authenticator, Aegis, 1Password…):":
-        "Добавьте этот ключ в приложение-аутентификатор (Google Authenticator, Aegis,"
-        " 1Password…):",
+    "Scan this code with an authenticator app (Google Authenticator, Aegis, 1Password…), or"
+    " add the key by hand:":
+        "Отсканируйте этот код приложением-аутентификатором (Google Authenticator, Aegis,"
+        " 1Password…) или добавьте ключ вручную:",
+    "QR code for the authenticator app": "QR-код для приложения-аутентификатора",
+    "Recovery codes": "Коды восстановления",
+    "each works once instead of a one-time code, if you lose your phone. Save them now: they"
+    " are not shown again.":
+        "каждый срабатывает один раз вместо одноразового кода, если вы потеряете телефон."
+        " Сохраните их сейчас: больше они не будут показаны.",
+    "Recovery codes left: {n}": "Осталось кодов восстановления: {n}",
+    "New recovery codes": "Новые коды восстановления",
+    "Other browsers were signed out.": "Другие браузеры вышли из аккаунта.",
+    "Signed out.": "Выход выполнен.",
+    "Signed-in browsers": "Браузеры, где выполнен вход",
+    "Last seen": "Последняя активность",
+    "Signed in": "Вход выполнен",
+    "This browser": "Этот браузер",
+    "Sign out all other browsers": "Выйти на всех других браузерах",
     "Enter the 6-digit code it shows:": "Введите 6-значный код, который оно покажет:",
     "Two-factor authentication is on.": "Двухфакторная аутентификация включена.",
     "Two-factor authentication is off.": "Двухфакторная аутентификация выключена.",
@@ -230,6 +297,10 @@ RU: dict[str, str] = {
     "sign-out": "Выход",
     "failed sign-in": "Неудачный вход",
     "password changed": "Смена пароля",
+    "wrong current password": "Неверный текущий пароль",
+    "recovery code used": "Использован код восстановления",
+    "new recovery codes": "Новые коды восстановления",
+    "signed out another browser": "Выход на другом браузере",
     "two-factor authentication enabled": "Двухфакторная аутентификация включена",
     "two-factor authentication disabled": "Двухфакторная аутентификация выключена",
     "service created": "Сервис создан",
@@ -273,6 +344,7 @@ RU: dict[str, str] = {
     "Mark phone unverified": "Снять подтверждение телефона",
     "Who": "Кто",
     "Saved.": "Сохранено.",
+    "Save": "Сохранить",
     "Balance changed.": "Баланс изменён.",
     "Enter an amount in roubles (negative to take money off).":
         "Введите сумму в рублях (отрицательную, чтобы списать).",

@@ -1,16 +1,19 @@
-"""Signed session cookies.
+"""Session and device cookies.
 
-The cookie carries a small dict signed with itsdangerous (tamper-proof, not secret), so any node
-holding the installation's secret can read it. It is HttpOnly, SameSite=Lax, and Secure when
-the request came over https. A fingerprint of the password hash is kept in it, so changing the
-password signs every other browser out.
+The session cookie carries a small dict signed with itsdangerous (tamper-proof, not secret), so
+any node holding the installation's secret can read it: the CSRF token, a flash message, and,
+once signed in, the token of a row in ``dashboard_sessions`` (domain/web_sessions.py). Being
+signed in is having that row: signing out deletes it, and a copy of the cookie is worth nothing
+from then on. Cookies are HttpOnly, SameSite=Lax, and Secure when the request came over https
+(directly, or as a trusted proxy says in ``X-Forwarded-Proto``).
+
+The device cookie marks a browser that signed in to an account before; the sign-in guard
+(domain/signin_guard.py) counts its attempts apart from everyone else's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import secrets
 from typing import Any
 
@@ -25,6 +28,8 @@ from ..storage.dashboard_tables import dashboard_kv
 
 COOKIE = "oc_session"
 MAX_AGE_S = 14 * 24 * 3600
+DEVICE_COOKIE = "oc_device"
+DEVICE_MAX_AGE_S = 180 * 24 * 3600
 SECRET_KEY = "session_secret"
 
 
@@ -85,8 +90,10 @@ class Sessions:
                     self._secret = await load_secret(self.rt)
         return self._secret
 
-    async def _serializer(self) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(await self.secret(), salt="opencaller.dashboard.session")
+    async def _serializer(
+        self, salt: str = "opencaller.dashboard.session"
+    ) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(await self.secret(), salt=salt)
 
     async def load(self, request: Request) -> Session:
         session = Session()
@@ -102,7 +109,9 @@ class Sessions:
             session.reset()
         return session
 
-    async def save(self, request: Request, response: Response, session: Session) -> None:
+    async def save(
+        self, request: Request, response: Response, session: Session, *, secure: bool
+    ) -> None:
         if not session.modified:
             return
         value = (await self._serializer()).dumps(dict(session))
@@ -113,10 +122,40 @@ class Sessions:
             path="/",
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=secure,
         )
 
-    async def password_mark(self, password_hash: str) -> str:
-        """A short keyed fingerprint of the password hash (the hash itself never leaves)."""
-        key = (await self.secret()).encode()
-        return hmac.new(key, password_hash.encode(), hashlib.sha256).hexdigest()[:20]
+    async def device(self, request: Request, account_id: int) -> str | None:
+        """The id of this browser if it signed in to ``account_id`` before, else None."""
+        raw = request.cookies.get(DEVICE_COOKIE)
+        if not raw:
+            return None
+        try:
+            data = (await self._serializer(DEVICE_SALT)).loads(raw, max_age=DEVICE_MAX_AGE_S)
+        except BadSignature:
+            return None
+        if (
+            isinstance(data, dict)
+            and data.get("a") == account_id
+            and isinstance(data.get("d"), str)
+        ):
+            return str(data["d"])
+        return None
+
+    async def remember_device(
+        self, request: Request, response: Response, account_id: int, *, secure: bool
+    ) -> None:
+        device = await self.device(request, account_id) or secrets.token_urlsafe(16)
+        value = (await self._serializer(DEVICE_SALT)).dumps({"a": account_id, "d": device})
+        response.set_cookie(
+            DEVICE_COOKIE,
+            value,
+            max_age=DEVICE_MAX_AGE_S,
+            path="/dashboard",
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+        )
+
+
+DEVICE_SALT = "opencaller.dashboard.device"

@@ -14,13 +14,16 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ..domain import web_sessions
 from ..domain.accounts import Account, log_action
+from ..domain.money import to_units
+from ..domain.signin_guard import SigninGuard
+from ..domain.web_sessions import WebSession
 from ..runtime import Runtime
 from ..storage.tables import accounts
 from ..wire.app import client_ip
 from . import csrf, fmt, i18n
-from .session import Session, Sessions
-from .throttle import LoginThrottle
+from .session import MAX_AGE_S, Session, Sessions
 
 TEMPLATES = Path(__file__).parent / "templates"
 SIGNIN = "/dashboard/signin"
@@ -37,7 +40,7 @@ class Dash:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.sessions = Sessions(rt)
-        self.throttle = LoginThrottle()
+        self.guard = SigninGuard(rt.db)
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in rt.settings.trusted_proxies]
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES),
@@ -45,7 +48,22 @@ class Dash:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(rub=fmt.rub, when=fmt.when, day=fmt.day, rub_plain=fmt.rub_plain)
+        self.env.filters.update(
+            rub=fmt.rub, when=fmt.when, day=fmt.day, rub_plain=fmt.rub_plain, outcome=fmt.outcome
+        )
+
+    def is_https(self, request: Request) -> bool:
+        """Whether the browser talks https to us: directly, or through a trusted proxy that
+        says so in ``X-Forwarded-Proto`` (anyone else may not)."""
+        if request.url.scheme == "https":
+            return True
+        peer = request.client.host if request.client else ""
+        try:
+            trusted = any(ipaddress.ip_address(peer) in net for net in self.trusted)
+        except ValueError:
+            trusted = False
+        proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        return trusted and proto == "https"
 
 
 @dataclass
@@ -58,6 +76,7 @@ class Ctx:
     account: Account | None
     lang: str
     form: FormData = field(default_factory=FormData)
+    web_session: WebSession | None = None  # the signed-in browser's row, if signed in
 
     @property
     def rt(self) -> Runtime:
@@ -108,12 +127,42 @@ class Ctx:
             full_path=str(self.request.url.path)
             + (f"?{self.request.url.query}" if self.request.url.query else ""),
             flashes=flashes,
+            low_balance=self.low_balance(),
+            topup_instructions=self.rt.settings.topup_instructions,
             **values,
         )
         return HTMLResponse(html, status_code=status)
 
+    def alert_threshold(self) -> int:
+        """Money units at or below which the pages warn about the balance."""
+        if self.account is not None and self.account.low_balance_alert is not None:
+            return self.account.low_balance_alert
+        return to_units(self.rt.settings.low_balance_alert_rub)
+
+    def low_balance(self) -> int | None:
+        """The threshold when the signed-in customer's balance is at or below it, else None."""
+        if self.account is None or self.account.is_admin:
+            return None
+        threshold = self.alert_threshold()
+        return threshold if self.account.balance <= max(threshold, 0) else None
+
     def redirect(self, url: str) -> Response:
         return RedirectResponse(url, status_code=303)
+
+    async def start_session(self, account_id: int) -> None:
+        """Sign this browser in: a new session row, a new cookie (no fixation)."""
+        async with self.rt.db.write() as conn:
+            token = await web_sessions.start(
+                conn, account_id, now=self.now(), ip=self.ip, user_agent=self.user_agent
+            )
+        self.session.reset()
+        self.session.set("sid", token)
+
+    async def end_session(self) -> None:
+        if self.web_session is not None:
+            async with self.rt.db.write() as conn:
+                await web_sessions.end(conn, self.web_session.account_id, self.web_session.id)
+        self.session.reset()
 
     async def log(self, action: str, account_id: int | None = None) -> None:
         """A row in the account's activity log (shown in the dashboard and by getAccount)."""
@@ -132,18 +181,23 @@ View = Callable[[Ctx], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-async def _signed_in(dash: Dash, session: Session) -> Account | None:
-    account_id = session.get("account")
-    if not isinstance(account_id, int):
+async def _signed_in(dash: Dash, session: Session, ip: str) -> tuple[Account, WebSession] | None:
+    token = session.get("sid")
+    if not isinstance(token, str):
         return None
+    now = dash.rt.clock.now()
     async with dash.rt.db.read() as conn:
-        row = (await conn.execute(accounts.select().where(accounts.c.id == account_id))).first()
+        found = await web_sessions.find(conn, token, max_age_s=MAX_AGE_S, now=now)
+        if found is None:
+            return None  # signed out, ended from another browser, or never existed
+        q = accounts.select().where(accounts.c.id == found.account_id)
+        row = (await conn.execute(q)).first()
     if row is None:
         return None
-    account = Account.from_row(row)
-    if session.get("mark") != await dash.sessions.password_mark(row.password_hash):
-        return None  # the password changed since this session signed in
-    return account
+    if now - found.last_seen_at >= web_sessions.TOUCH_EVERY_S or found.ip != ip[:64]:
+        async with dash.rt.db.write() as conn:
+            await web_sessions.touch(conn, found, now=now, ip=ip)
+    return Account.from_row(row), found
 
 
 def page(dash: Dash, view: View, *, public: bool = False, admin: bool = False) -> Endpoint:
@@ -152,18 +206,22 @@ def page(dash: Dash, view: View, *, public: bool = False, admin: bool = False) -
     async def endpoint(request: Request) -> Response:
         session = await dash.sessions.load(request)
         lang = i18n.pick(request.cookies.get(i18n.COOKIE))
-        account = await _signed_in(dash, session)
-        ctx = Ctx(dash, request, session, account, lang)
+        ctx = Ctx(dash, request, session, None, lang)
+        signed_in = await _signed_in(dash, session, ctx.ip)
+        if signed_in is not None:
+            ctx.account, ctx.web_session = signed_in
+        account = ctx.account
+        secure = dash.is_https(request)
         if request.method == "POST":
             ctx.form = await request.form()
             if not csrf.valid(session, request, ctx.form):
                 response: Response = ctx.render(
                     "error.html", status=403, code=403, message=FORM_EXPIRED
                 )
-                await dash.sessions.save(request, response, session)
+                await dash.sessions.save(request, response, session, secure=secure)
                 return response
         if not public and account is None:
-            if "account" in session:
+            if "sid" in session:
                 session.reset()
             target = ctx.request.url.path
             response = ctx.redirect(f"{SIGNIN}?next={target}")
@@ -181,7 +239,7 @@ def page(dash: Dash, view: View, *, public: bool = False, admin: bool = False) -
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        await dash.sessions.save(request, response, session)
+        await dash.sessions.save(request, response, session, secure=secure)
         return response
 
     return endpoint

@@ -68,6 +68,7 @@ class Account:
     bonus_balance: int
     created_at: float
     updated_at: float
+    low_balance_alert: int | None = None  # money units; None: the installation's default
 
     @classmethod
     def from_row(cls, row: Any) -> Account:
@@ -86,6 +87,7 @@ class Account:
             bonus_balance=m["bonus_balance"],
             created_at=m["created_at"],
             updated_at=m["updated_at"],
+            low_balance_alert=m.get("low_balance_alert"),
         )
 
 
@@ -139,6 +141,26 @@ async def create_account(
         .returning(accounts.c.id)
     )
     return int(result.scalar_one())
+
+
+async def set_password(
+    conn: AsyncConnection, account_id: int, password_hash: str, *, now: float
+) -> None:
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(password_hash=password_hash, updated_at=now)
+    )
+
+
+async def set_low_balance_alert(
+    conn: AsyncConnection, account_id: int, threshold: int | None, *, now: float
+) -> None:
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(low_balance_alert=threshold, updated_at=now)
+    )
 
 
 async def log_action(

@@ -70,6 +70,8 @@ accounts = Table(
     Column("telegram_id", BigInteger, nullable=True),
     Column("two_auth", Boolean, nullable=False, default=False),
     Column("totp_secret", String(64), nullable=True),
+    # The last TOTP time step accepted: a code is good once (RFC 6238 §5.2).
+    Column("totp_last_step", BigInteger, nullable=True),
     Column("phone", String(20), nullable=True),
     Column("phone_verified", Boolean, nullable=False, default=False),
     Column("blocked", Boolean, nullable=False, default=False),
@@ -77,6 +79,8 @@ accounts = Table(
     Column("tariff_id", ForeignKey("tariffs.id"), nullable=True),
     Column("balance", BigInteger, nullable=False, default=0),
     Column("bonus_balance", BigInteger, nullable=False, default=0),
+    # The dashboard warns below this balance; NULL means the installation's default.
+    Column("low_balance_alert", BigInteger, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

@@ -35,7 +35,11 @@ JSON_TYPE = "application/json; charset=utf-8"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
 def json_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    headers = {**NOSNIFF, **headers} if headers else NOSNIFF
     return Response(orjson.dumps(body), status_code=200, media_type=JSON_TYPE, headers=headers)
 
 

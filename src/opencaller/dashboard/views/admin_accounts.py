@@ -1,21 +1,26 @@
-"""Operator: accounts — search, block, verify phone, top up or correct, assign a tariff."""
+"""Operator: accounts — search, create, block, verify phone, top up or correct, assign a
+tariff, and one account's calls."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ...domain import billing
-from ...domain.accounts import Account, get_account
+from ...domain import billing, web_sessions
+from ...domain.accounts import Account, create_account, get_account, get_account_by_email
+from ...domain.passwords import hash_password
 from ...storage.tables import accounts, ledger, services, tariffs
 from .. import data, fmt
 from ..web import Ctx, Dash, NotFound, int_param, page
+from .auth import password_problem
+from .log import status_of
 
 
-async def accounts_list(ctx: Ctx) -> Response:
+async def accounts_list(ctx: Ctx, errors: list[str] | None = None, status: int = 200) -> Response:
     search = ctx.arg("q")[:254]
     page_no = fmt.parse_int(ctx.arg("page"), low=1, high=1_000_000) or 1
     cond: list[Any] = []
@@ -45,8 +50,64 @@ async def accounts_list(ctx: Ctx) -> Response:
         ).all()
     pages = max(1, -(-total // data.PAGE_SIZE))
     return ctx.render(
-        "admin/accounts.html", rows=rows, q=search, total=total, page_no=page_no, pages=pages
+        "admin/accounts.html",
+        status=status,
+        rows=rows,
+        q=search,
+        total=total,
+        page_no=page_no,
+        pages=pages,
+        errors=errors or [],
+        new_email=ctx.field("email"),
     )
+
+
+async def create(ctx: Ctx) -> Response:
+    """A new customer (or operator) account, made by the operator."""
+    email = ctx.field("email").lower()
+    password = ctx.field("password")
+    balance = fmt.parse_rub(ctx.field("balance") or "0")
+    errors = []
+    if not fmt.EMAIL.match(email):
+        errors.append("Enter a valid e-mail address.")
+    problem = password_problem(password, email)
+    if problem:
+        errors.append(problem)
+    if balance is None or balance < 0:
+        errors.append("Enter an amount in roubles, 0 or more.")
+    if errors or balance is None:
+        return await accounts_list(ctx, errors, 400)
+    hashed = await asyncio.to_thread(hash_password, password)
+    now = ctx.now()
+    async with ctx.rt.db.write() as conn:
+        if await get_account_by_email(conn, email) is not None:
+            errors.append("An account with this e-mail exists already.")
+        else:
+            tariff_id = await billing.ensure_default_tariff(conn, now)
+            aid = await create_account(
+                conn,
+                email=email,
+                now=now,
+                password_hash=hashed,
+                tariff_id=tariff_id,
+                is_admin=ctx.field("is_admin") == "1",
+            )
+            if balance:
+                await billing.credit(
+                    conn,
+                    aid,
+                    balance,
+                    kind="topup",
+                    now=now,
+                    actor=ctx.me.email,
+                    reason="starting balance",
+                )
+    if errors:
+        return await accounts_list(ctx, errors, 400)
+    await ctx.log(f"account created: {email}")
+    await ctx.log(f"account created: by {ctx.me.email}", aid)
+    ctx.flash("Account created.")
+    return ctx.redirect(f"/admin/accounts/{aid}")
 
 
 async def _account(ctx: Ctx) -> Account:
@@ -75,6 +136,7 @@ async def account_page(ctx: Ctx, errors: list[str] | None = None, status: int = 
             )
         ).all()
         all_tariffs = (await conn.execute(select(tariffs).order_by(tariffs.c.id))).all()
+        calls, calls_total = await data.search_log(conn, account.id, data.LogFilter(), 1)
     return ctx.render(
         "admin/account.html",
         status=status,
@@ -82,6 +144,8 @@ async def account_page(ctx: Ctx, errors: list[str] | None = None, status: int = 
         services=svc,
         moves=moves,
         tariffs=all_tariffs,
+        calls=[(r, status_of(r)) for r in calls],
+        calls_total=calls_total,
         errors=errors or [],
     )
 
@@ -97,6 +161,8 @@ async def _set(ctx: Ctx, account: Account, action: str, **values: Any) -> Respon
             .where(accounts.c.id == account.id)
             .values(updated_at=ctx.now(), **values)
         )
+        if values.get("blocked"):  # a blocked account's browsers are signed out at once
+            await web_sessions.end_all(conn, account.id)
         sids = (
             (await conn.execute(select(services.c.id).where(services.c.account_id == account.id)))
             .scalars()
@@ -161,6 +227,7 @@ def routes(dash: Dash) -> list[BaseRoute]:
     post = ["POST"]
     return [
         Route("/admin/accounts", page(dash, accounts_list, admin=True)),
+        Route("/admin/accounts/new", page(dash, create, admin=True), methods=post),
         Route("/admin/accounts/{aid}", page(dash, show, admin=True)),
         Route("/admin/accounts/{aid}/blocked", page(dash, block, admin=True), methods=post),
         Route("/admin/accounts/{aid}/phone", page(dash, verify_phone, admin=True), methods=post),

@@ -9,13 +9,13 @@ from sqlalchemy import select
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ...domain.accounts import get_account
+from ...domain.accounts import get_account, set_low_balance_alert
 from ...storage.tables import tariff_prices, tariffs
 from .. import data, fmt
 from ..web import Ctx, Dash, page
 
 
-async def balance(ctx: Ctx) -> Response:
+async def balance(ctx: Ctx, errors: list[str] | None = None, status: int = 200) -> Response:
     page_no = fmt.parse_int(ctx.arg("page"), low=1, high=1_000_000) or 1
     async with ctx.rt.db.read() as conn:
         tariff = None
@@ -36,8 +36,28 @@ async def balance(ctx: Ctx) -> Response:
         rows, total = await data.ledger_rows(conn, ctx.me.id, page=page_no)
     pages = max(1, -(-total // data.PAGE_SIZE))
     return ctx.render(
-        "balance.html", tariff=tariff, prices=prices, rows=rows, page_no=page_no, pages=pages
+        "balance.html",
+        status=status,
+        tariff=tariff,
+        prices=prices,
+        rows=rows,
+        page_no=page_no,
+        pages=pages,
+        threshold=ctx.alert_threshold(),
+        errors=errors or [],
     )
+
+
+async def set_alert(ctx: Ctx) -> Response:
+    """The customer's own low-balance threshold (0 turns the notice off until the balance is
+    gone)."""
+    amount = fmt.parse_rub(ctx.field("threshold"))
+    if amount is None or amount < 0:
+        return await balance(ctx, ["Enter an amount in roubles, 0 or more."], 400)
+    async with ctx.rt.db.write() as conn:
+        await set_low_balance_alert(conn, ctx.me.id, amount, now=ctx.now())
+    ctx.flash("Saved.")
+    return ctx.redirect("/dashboard/balance#alert")
 
 
 CSV_HEADER = [
@@ -72,7 +92,7 @@ async def ledger_csv(ctx: Ctx) -> Response:
                 r.channel or "",
                 r.authorization_id or "",
                 r.actor,
-                _cell(r.reason),
+                cell(r.reason),
             ]
         )
     name = f"opencaller-ledger-{account.id}-{fmt.day(ctx.now())}.csv"
@@ -83,13 +103,14 @@ async def ledger_csv(ctx: Ctx) -> Response:
     )
 
 
-def _cell(text: str) -> str:
-    """Keep spreadsheets from running a reason typed as a formula."""
+def cell(text: str) -> str:
+    """Keep spreadsheets from running text typed as a formula (a reason, a client string)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def routes(dash: Dash) -> list[BaseRoute]:
     return [
         Route("/dashboard/balance", page(dash, balance)),
+        Route("/dashboard/balance/alert", page(dash, set_alert), methods=["POST"]),
         Route("/dashboard/balance.csv", page(dash, ledger_csv)),
     ]

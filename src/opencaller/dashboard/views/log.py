@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .. import data, fmt
 from ..web import Ctx, Dash, NotFound, int_param, page
+from .balance import cell
 
 STATUSES = ("pending", "reached", "not_reached", "test")
 CHANNELS = ("flash", "voice", "mix", "inbound")
@@ -22,15 +27,47 @@ def status_of(row: object) -> str:
     return {1: "reached", 0: "not_reached"}.get(m["call_status"], "pending")
 
 
-async def log(ctx: Ctx) -> Response:
+CSV_LIMIT = 100_000  # rows in one export; narrow the dates for more
+CSV_HEADER = [
+    "ucaller_id",
+    "time_utc",
+    "service_id",
+    "service",
+    "phone",
+    "country",
+    "channel",
+    "direction",
+    "status",
+    "outcome",
+    "sip_code",
+    "cost_rub",
+    "refunded",
+    "client",
+    "unique",
+    "first_ucaller_id",
+]
+
+
+def _filter(ctx: Ctx) -> tuple[data.LogFilter, list[str]]:
+    """The filter the query asks for, and what in it could not be understood (said on the
+    page rather than silently dropped)."""
     q = ctx.request.query_params
+    errors: list[str] = []
     service_id = None
     if q.get("service"):
         service_id = int_param(q.get("service"))
-    until = fmt.parse_day(q.get("to"))
+    days: dict[str, float | None] = {}
+    for name in ("from", "to"):
+        raw = q.get(name, "").strip()
+        days[name] = fmt.parse_day(raw)
+        if raw and days[name] is None:
+            errors.append(ctx.t('Not a date: "{value}". Use YYYY-MM-DD.', value=raw[:40]))
+    since, until = days["from"], days["to"]
+    if since is not None and until is not None and since > until:
+        errors.append(ctx.t("The first day is after the last one."))
     flt = data.LogFilter(
         service_id=service_id,
-        since=fmt.parse_day(q.get("from")),
+        since=since,
         until=until + data.DAY_S if until is not None else None,  # the "to" day is included
         phone=re.sub(r"[^0-9*]", "", q.get("phone", ""))[:20],
         client=q.get("client", "").strip()[:64],
@@ -38,11 +75,22 @@ async def log(ctx: Ctx) -> Response:
         status=q.get("status", "") if q.get("status") in STATUSES else "",
         channel=q.get("channel", "") if q.get("channel") in CHANNELS else "",
     )
+    return flt, errors
+
+
+async def _own_services(ctx: Ctx, conn: AsyncConnection, flt: data.LogFilter) -> list[Any]:
+    services = await data.account_services(conn, ctx.me.id)
+    if flt.service_id is not None and flt.service_id not in {s.id for s in services}:
+        raise NotFound
+    return services
+
+
+async def log(ctx: Ctx) -> Response:
+    q = ctx.request.query_params
+    flt, errors = _filter(ctx)
     page_no = fmt.parse_int(q.get("page"), low=1, high=1_000_000) or 1
     async with ctx.rt.db.read() as conn:
-        services = await data.account_services(conn, ctx.me.id)
-        if service_id is not None and service_id not in {s.id for s in services}:
-            raise NotFound
+        services = await _own_services(ctx, conn, flt)
         rows, total = await data.search_log(conn, ctx.me.id, flt, page_no)
     pages = max(1, -(-total // data.PAGE_SIZE))
     kept = {k: v for k, v in q.items() if k != "page" and v}
@@ -61,6 +109,49 @@ async def log(ctx: Ctx) -> Response:
         q=q,
         statuses=STATUSES,
         channels=CHANNELS,
+        errors=errors,
+        csv_url="/dashboard/log.csv" + (f"?{urlencode(kept)}" if kept else ""),
+        status=400 if errors else 200,
+    )
+
+
+async def log_csv(ctx: Ctx) -> Response:
+    """The log as the filters select it, for a spreadsheet (UTF-8, comma-separated)."""
+    flt, errors = _filter(ctx)
+    if errors:
+        return ctx.render("error.html", status=400, code=400, message=" ".join(errors))
+    async with ctx.rt.db.read() as conn:
+        await _own_services(ctx, conn, flt)
+        rows = await data.log_rows(conn, ctx.me.id, flt, CSV_LIMIT)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADER)
+    for r in rows:
+        writer.writerow(
+            [
+                r.id,
+                fmt.when(r.created_at),
+                r.service_id,
+                cell(r.service_name),
+                r.phone,
+                r.country_iso,
+                r.kind,
+                r.direction,
+                status_of(r),
+                r.outcome or "",
+                r.sip_code or "",
+                fmt.rub_plain(r.cost),
+                int(r.refunded),
+                cell(r.client or ""),
+                cell(r.unique_key or ""),
+                r.first_id or "",
+            ]
+        )
+    name = f"opencaller-log-{ctx.me.id}-{fmt.day(ctx.now())}.csv"
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -83,5 +174,6 @@ async def details(ctx: Ctx) -> Response:
 def routes(dash: Dash) -> list[BaseRoute]:
     return [
         Route("/dashboard/log", page(dash, log)),
+        Route("/dashboard/log.csv", page(dash, log_csv)),
         Route("/dashboard/authorizations/{aid}", page(dash, details)),
     ]

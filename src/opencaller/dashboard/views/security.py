@@ -1,19 +1,23 @@
-"""Security: password change, two-factor (TOTP) on and off, and the activity log."""
+"""Security: password change, two-factor (TOTP) on and off with recovery codes, the browsers
+signed in to the account, and the activity log."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pyotp
 from sqlalchemy import select, update
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ...domain import two_factor, web_sessions
+from ...domain.accounts import set_password
 from ...domain.passwords import hash_password, verify_password
 from ...storage.tables import account_logs, accounts
-from .. import i18n
+from .. import i18n, qr
 from ..web import Ctx, Dash, page
-from .auth import MIN_PASSWORD
+from .auth import password_problem, too_many
 
 ISSUER = "opencaller"
 
@@ -25,7 +29,14 @@ async def _secrets(ctx: Ctx) -> tuple[str, str | None]:
     return row.password_hash, row.totp_secret
 
 
-async def security(ctx: Ctx, errors: list[str] | None = None, status: int = 200) -> Response:
+def _sid(ctx: Ctx) -> str:
+    assert ctx.web_session is not None  # every page here needs a signed-in browser
+    return ctx.web_session.id
+
+
+async def security(
+    ctx: Ctx, errors: list[str] | None = None, status: int = 200, codes: list[str] | None = None
+) -> Response:
     async with ctx.rt.db.read() as conn:
         logs = (
             await conn.execute(
@@ -35,17 +46,25 @@ async def security(ctx: Ctx, errors: list[str] | None = None, status: int = 200)
                 .limit(100)
             )
         ).all()
-    pending = ctx.session.get("totp")
-    uri = None
-    if isinstance(pending, str):
+        browsers = await web_sessions.of_account(conn, ctx.me.id)
+        pending = await web_sessions.pending_totp(conn, _sid(ctx))
+        codes_left = await two_factor.recovery_codes_left(conn, ctx.me.id)
+    uri = picture = None
+    if pending:
         uri = pyotp.TOTP(pending).provisioning_uri(name=ctx.me.email, issuer_name=ISSUER)
+        picture = qr.svg(uri, title=ctx.t("QR code for the authenticator app"))
     return ctx.render(
         "security.html",
         status=status,
         errors=errors or [],
         logs=[(r, i18n.action(ctx.lang, r.action)) for r in logs],
-        pending=pending if isinstance(pending, str) else None,
+        pending=pending,
         uri=uri,
+        qr=picture,
+        codes=codes,
+        codes_left=codes_left,
+        browsers=browsers,
+        current=_sid(ctx),
     )
 
 
@@ -53,66 +72,121 @@ async def show(ctx: Ctx) -> Response:
     return await security(ctx)
 
 
+async def _password_checked(ctx: Ctx, password: str) -> str | None:
+    """None when ``password`` is the account's; else the error to show. Checks are counted
+    per account before the comparison, like sign-ins."""
+    wait = await ctx.dash.guard.account_check(ctx.me.id, "password", ctx.now())
+    if wait is not None:
+        return too_many(ctx, wait)
+    hashed, _ = await _secrets(ctx)
+    if not await asyncio.to_thread(verify_password, hashed, password):
+        await ctx.log("wrong current password")
+        return "The current password is wrong."
+    await ctx.dash.guard.account_ok(ctx.me.id, "password")
+    return None
+
+
 async def change_password(ctx: Ctx) -> Response:
     current, new = ctx.field("current"), ctx.field("password")
-    hashed, _ = await _secrets(ctx)
-    if not await asyncio.to_thread(verify_password, hashed, current):
-        return await security(ctx, ["The current password is wrong."], 400)
-    if len(new) < MIN_PASSWORD:
-        return await security(ctx, ["The password must be at least 8 characters long."], 400)
+    wrong = await _password_checked(ctx, current)
+    if wrong:
+        return await security(ctx, [wrong], 400)
+    problem = password_problem(new, ctx.me.email)
+    if problem:
+        return await security(ctx, [problem], 400)
     if new != ctx.field("password2"):
         return await security(ctx, ["The passwords do not match."], 400)
     new_hash = await asyncio.to_thread(hash_password, new)
     async with ctx.rt.db.write() as conn:
-        await conn.execute(
-            update(accounts)
-            .where(accounts.c.id == ctx.me.id)
-            .values(password_hash=new_hash, updated_at=ctx.now())
-        )
+        await set_password(conn, ctx.me.id, new_hash, now=ctx.now())
+        # this browser stays signed in; every other one is signed out
+        await web_sessions.end_all(conn, ctx.me.id, keep=_sid(ctx))
     await ctx.log("password changed")
-    # this browser stays signed in; every other session no longer matches the new hash
-    ctx.session.set("mark", await ctx.dash.sessions.password_mark(new_hash))
     ctx.flash("Password changed. Other browsers were signed out.")
     return ctx.redirect("/dashboard/security")
 
 
 async def start_2fa(ctx: Ctx) -> Response:
-    ctx.session.set("totp", pyotp.random_base32())
+    async with ctx.rt.db.write() as conn:  # kept with the session, never in the cookie
+        await web_sessions.set_pending_totp(conn, _sid(ctx), pyotp.random_base32())
     return ctx.redirect("/dashboard/security#two-factor")
 
 
 async def enable_2fa(ctx: Ctx) -> Response:
-    pending = ctx.session.get("totp")
-    if not isinstance(pending, str):
+    async with ctx.rt.db.read() as conn:
+        pending = await web_sessions.pending_totp(conn, _sid(ctx))
+    if not pending:
         return ctx.redirect("/dashboard/security")
-    if not pyotp.TOTP(pending).verify(ctx.field("code").replace(" ", ""), valid_window=1):
+    now = ctx.now()
+    if not pyotp.TOTP(pending).verify(
+        two_factor.normalize_code(ctx.field("code")), for_time=now, valid_window=1
+    ):
         return await security(ctx, ["Wrong code. Check the time on your phone and try again."], 400)
     async with ctx.rt.db.write() as conn:
         await conn.execute(
             update(accounts)
             .where(accounts.c.id == ctx.me.id)
-            .values(totp_secret=pending, two_auth=True, updated_at=ctx.now())
+            .values(totp_secret=pending, two_auth=True, totp_last_step=None, updated_at=now)
         )
-    ctx.session.drop("totp")
+        await web_sessions.set_pending_totp(conn, _sid(ctx), None)
+        codes = await two_factor.new_recovery_codes(conn, ctx.me.id, now=now)
+        ended = await web_sessions.end_all(conn, ctx.me.id, keep=_sid(ctx))
     await ctx.log("two-factor authentication enabled")
     ctx.flash("Two-factor authentication is on.")
-    return ctx.redirect("/dashboard/security")
+    if ended:
+        ctx.flash("Other browsers were signed out.")
+    ctx.account = dataclasses.replace(ctx.me, two_auth=True)  # the page shows the new state
+    return await security(ctx, codes=codes)
+
+
+async def new_codes(ctx: Ctx) -> Response:
+    wrong = await _password_checked(ctx, ctx.field("current"))
+    if wrong:
+        return await security(ctx, [wrong], 400)
+    async with ctx.rt.db.write() as conn:
+        codes = await two_factor.new_recovery_codes(conn, ctx.me.id, now=ctx.now())
+    await ctx.log("new recovery codes")
+    return await security(ctx, codes=codes)
 
 
 async def disable_2fa(ctx: Ctx) -> Response:
     _, secret = await _secrets(ctx)
-    code = ctx.field("code").replace(" ", "")
-    if not secret or not pyotp.TOTP(secret).verify(code, valid_window=1):
+    now = ctx.now()
+    wait = await ctx.dash.guard.account_check(ctx.me.id, "code", now)
+    if wait is not None:
+        return await security(ctx, [too_many(ctx, wait)], 429)
+    async with ctx.rt.db.write() as conn:
+        ok = bool(secret) and await two_factor.verify_totp(
+            conn, ctx.me.id, str(secret), ctx.field("code"), now=now
+        )
+    if not ok:
         return await security(ctx, ["Wrong code."], 400)
+    await ctx.dash.guard.account_ok(ctx.me.id, "code")
     async with ctx.rt.db.write() as conn:
         await conn.execute(
             update(accounts)
             .where(accounts.c.id == ctx.me.id)
-            .values(totp_secret=None, two_auth=False, updated_at=ctx.now())
+            .values(totp_secret=None, two_auth=False, totp_last_step=None, updated_at=now)
         )
+        await two_factor.drop_recovery_codes(conn, ctx.me.id)
     await ctx.log("two-factor authentication disabled")
     ctx.flash("Two-factor authentication is off.")
     return ctx.redirect("/dashboard/security")
+
+
+async def end_session(ctx: Ctx) -> Response:
+    sid = ctx.field("session")
+    async with ctx.rt.db.write() as conn:
+        if sid == "others":
+            await web_sessions.end_all(conn, ctx.me.id, keep=_sid(ctx))
+        else:
+            await web_sessions.end(conn, ctx.me.id, sid[:64])
+    await ctx.log("signed out another browser")
+    ctx.flash("Signed out.")
+    if sid == _sid(ctx):
+        ctx.session.reset()
+        return ctx.redirect("/dashboard/signin")
+    return ctx.redirect("/dashboard/security#browsers")
 
 
 def routes(dash: Dash) -> list[BaseRoute]:
@@ -123,4 +197,6 @@ def routes(dash: Dash) -> list[BaseRoute]:
         Route("/dashboard/security/2fa/start", page(dash, start_2fa), methods=post),
         Route("/dashboard/security/2fa/enable", page(dash, enable_2fa), methods=post),
         Route("/dashboard/security/2fa/disable", page(dash, disable_2fa), methods=post),
+        Route("/dashboard/security/2fa/codes", page(dash, new_codes), methods=post),
+        Route("/dashboard/security/sessions/end", page(dash, end_session), methods=post),
     ]

@@ -1,15 +1,37 @@
-"""Statistics: authorizations per day and per service, conversion, spend per day."""
+"""Statistics: authorizations per day and per service, conversion per day, country and
+operator, spend per day."""
 
 from __future__ import annotations
 
+from sqlalchemy import func
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ...numbering import InvalidPhoneNumber
+from ...storage.tables import authorizations
 from .. import data, fmt
 from ..charts import Series, bar_chart, legend
 from ..web import Ctx, Dash, NotFound, int_param, page
 
 RANGES = (7, 30, 90)
+# Operators are told by the range that holds a number: its first 8 digits (country code and a
+# 7-digit block) name the holder closely enough, and one lookup serves a whole block.
+PREFIX_DIGITS = 8
+
+
+async def by_operator(ctx: Ctx, blocks: list[data.Counts]) -> list[data.Counts]:
+    """Counts per number block, regrouped by the operator that holds each block."""
+    groups: dict[str, list[data.Counts]] = {}
+    for block in blocks:
+        sample = block.label.ljust(11, "0") if block.label.startswith("7") else block.label
+        try:
+            info = await ctx.rt.directory.lookup_e164(sample)
+            name = info.operator or info.provider or ctx.t("Unknown")
+        except InvalidPhoneNumber:
+            name = ctx.t("Unknown")
+        groups.setdefault(name, []).append(block)
+    merged = [data.merge_counts(name, parts) for name, parts in groups.items()]
+    return sorted(merged, key=lambda c: -c.started)
 
 
 def day_range(ctx: Ctx) -> tuple[int, list[int], float, float]:
@@ -33,6 +55,19 @@ async def stats(ctx: Ctx) -> Response:
         )
         by_service = await data.counts_by_service(conn, since, until, account_id=ctx.me.id)
         spend = await data.spend_by_day(conn, sqlite, ctx.me.id, since, until)
+        by_country = await data.counts_by(
+            conn,
+            authorizations.c.country_iso,
+            since,
+            until,
+            account_id=ctx.me.id,
+            service_id=service_id,
+        )
+        prefix = func.substr(authorizations.c.phone, 1, PREFIX_DIGITS)
+        blocks = await data.counts_by(
+            conn, prefix, since, until, account_id=ctx.me.id, service_id=service_id
+        )
+    operators = await by_operator(ctx, blocks)
     labels = [fmt.day(d * data.DAY_S) for d in numbers]
     rows = [by_day.get(d) or data.Counts("", d, 0, 0, 0, 0, 0) for d in numbers]
     rows = [
@@ -46,6 +81,9 @@ async def stats(ctx: Ctx) -> Response:
         Series(ctx.t("Test"), [r.tests for r in rows], "s-test"),
     ]
     money = [Series(ctx.t("Spent"), [spend.get(d, 0) / 10_000 for d in numbers], "s-money")]
+    conversion = [
+        Series(ctx.t("Conversion"), [round(100 * (r.conversion or 0), 1) for r in rows], "s-ok")
+    ]
     total = data.Counts(
         ctx.t("Total"),
         0,
@@ -69,6 +107,11 @@ async def stats(ctx: Ctx) -> Response:
         spent=sum(spend.values()),
         calls_chart=bar_chart(labels, calls, title=ctx.t("Authorizations per day")),
         calls_legend=legend(calls),
+        conversion_chart=bar_chart(
+            labels, conversion, title=ctx.t("Conversion per day"), unit=" %", top=100
+        ),
+        by_country=by_country,
+        by_operator=operators,
         money_chart=bar_chart(labels, money, title=ctx.t("Spend per day"), unit=" ₽"),
     )
 
