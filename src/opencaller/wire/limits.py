@@ -1,0 +1,133 @@
+"""Bounded request bodies: too large or too slow is refused before the application reads it.
+
+Wraps the whole application (API and dashboard) by composition. A declared ``Content-Length``
+over the limit is answered at once, without reading a byte of the body. A body without a
+length (``Transfer-Encoding: chunked``) is counted while it streams, and reading stops at the
+limit. The whole body must arrive within ``body_timeout_s`` of the end of the headers. Every
+refusal closes the connection, since the rest of the body is never read.
+
+The request head (its size and its time) is bounded by the server protocol, see
+``opencaller.wire.protocol``; requests without a body pass through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import Code, UcallerError
+from .app import error_response
+
+log = logging.getLogger("opencaller.api")
+
+CLOSE = (b"connection", b"close")
+
+
+class RequestLimits:
+    """ASGI middleware. API paths answer the uCaller error object (code 1, HTTP 200, see
+    docs/compatibility.md); paths starting with one of ``page_prefixes`` (the dashboard)
+    answer a plain 413 (too large) or 408 (too slow)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_timeout_s: float,
+        page_prefixes: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
+        self.page_prefixes = page_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length: bytes | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if not chunked:
+            if length is None or length == b"0":
+                await self.app(scope, receive, send)  # no body: nothing to bound
+                return
+            # The server has checked that Content-Length is a number.
+            declared = int(length) if length.isdigit() else self.max_body_bytes + 1
+            if declared > self.max_body_bytes:
+                log.info("refused a body of %d bytes before reading it", declared)
+                await self._refuse(scope, send, self._too_large(scope))
+                return
+        await self._bounded(scope, receive, send)
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app with a receive that counts the body and stops at the deadline."""
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
+        received = 0
+        done = False
+        refused = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received, done, refused
+            if done:  # the body is complete; later calls only wait for a disconnect
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                refused = True
+                log.info("a request body did not arrive within %s s", self.body_timeout_s)
+                raise self._too_slow(scope) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    refused = True
+                    log.info("refused a streamed body at %d bytes", received)
+                    raise self._too_large(scope)
+                done = not message.get("more_body", False)
+            return message
+
+        async def closing_send(message: Message) -> None:
+            if refused and message["type"] == "http.response.start":
+                # The rest of the body stays unread: the connection cannot carry another request.
+                message = {**message, "headers": [*message.get("headers", ()), CLOSE]}
+            await send(message)
+
+        await self.app(scope, bounded_receive, closing_send)
+
+    def _is_page(self, scope: Scope) -> bool:
+        return bool(self.page_prefixes) and str(scope["path"]).startswith(self.page_prefixes)
+
+    def _too_large(self, scope: Scope) -> Exception:
+        text = f"The request body is larger than {self.max_body_bytes} bytes"
+        if self._is_page(scope):
+            return HTTPException(413, text)
+        return UcallerError(Code.BAD_REQUEST, text)
+
+    def _too_slow(self, scope: Scope) -> Exception:
+        text = f"The request body did not arrive within {self.body_timeout_s:g} seconds"
+        if self._is_page(scope):
+            return HTTPException(408, text)
+        return UcallerError(Code.BAD_REQUEST, text)
+
+    async def _refuse(self, scope: Scope, send: Send, exc: Exception) -> None:
+        response: Response
+        if isinstance(exc, HTTPException):
+            response = PlainTextResponse(exc.detail, status_code=exc.status_code)
+        else:
+            assert isinstance(exc, UcallerError)
+            response = error_response(exc)
+        response.headers["connection"] = "close"
+
+        async def no_body() -> Message:  # the response never reads the request
+            return {"type": "http.disconnect"}
+
+        await response(scope, no_body, send)
