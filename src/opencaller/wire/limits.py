@@ -4,7 +4,8 @@ Wraps the whole application (API and dashboard) by composition. A declared ``Con
 over the limit is answered at once, without reading a byte of the body. A body without a
 length (``Transfer-Encoding: chunked``) is counted while it streams, and reading stops at the
 limit. The whole body must arrive within ``body_timeout_s`` of the end of the headers. Every
-refusal closes the connection, since the rest of the body is never read.
+refusal, and every answer given before the body was read to its end, closes the connection:
+the rest of the body is never read.
 
 The request head (its size and its time) is bounded by the server protocol, see
 ``opencaller.wire.protocol``; requests without a body pass through untouched.
@@ -96,8 +97,10 @@ class RequestLimits:
             return message
 
         async def closing_send(message: Message) -> None:
-            if refused and message["type"] == "http.response.start":
-                # The rest of the body stays unread: the connection cannot carry another request.
+            if message["type"] == "http.response.start" and (refused or not done):
+                # Refused, or answered without reading the whole body (a form post without a
+                # form type): the server would otherwise go on reading, and discarding, the
+                # rest of the body for as long as the client sends it. Close after the answer.
                 message = {**message, "headers": [*message.get("headers", ()), CLOSE]}
             await send(message)
 

@@ -4,7 +4,8 @@ httptools (llhttp) accepts a request line and headers of any size, and uvicorn g
 connection unlimited time to send them (its keep-alive timeout only runs between two requests).
 This protocol adds both bounds, before the application is involved:
 
-- more than ``max_header_bytes`` received while the head is incomplete: ``431`` and close;
+- a request line plus headers of more than ``max_header_bytes``: ``431`` and close, as soon
+  as the limit is crossed (at most one read of the socket, 256 KiB, is held beyond it);
 - no complete head within ``header_timeout_s`` of connecting (or of the first byte of the
   next request): close, with a ``408`` if part of a head had arrived.
 
@@ -32,6 +33,10 @@ def _answer(status: bytes, text: bytes) -> bytes:
     )
 
 
+class HeadTooLarge(Exception):
+    """Raised in a parser callback to stop parsing a head over the limit."""
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
     max_header_bytes: ClassVar[int] = Settings.model_fields["max_header_bytes"].default
     header_timeout_s: ClassVar[float] = Settings.model_fields["header_timeout_s"].default
@@ -42,7 +47,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # call_later takes fractional seconds; uvicorn's own option is whole seconds.
         self.timeout_keep_alive = self.keepalive_timeout_s  # type: ignore[assignment]
         self._in_head = True  # between the start of a request and the end of its headers
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received while the head is incomplete
+        self._head_exact = 0  # request line and complete header lines
+        self._head_too_large = False
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -56,20 +63,45 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self._in_head and not self.transport.is_closing():
-            # Every byte of this chunk counts: exact, except when a pipelined request starts
-            # in the middle of it (then the end of the previous request counts too).
+            # A head still incomplete after this chunk: all of the chunk was head (but for the
+            # end of a pipelined request before it). This bounds what httptools holds of a
+            # header that is still arriving; complete lines are counted exactly below.
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
-                log.info("refused a request head of more than %d bytes", self.max_header_bytes)
-                self._stop_head_timer()
-                text = f"Request headers larger than {self.max_header_bytes} bytes".encode()
-                self.transport.write(_answer(b"431 Request Header Fields Too Large", text))
-                self.transport.close()
+                self._refuse_head()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # with ": " and CRLF
+        super().on_header(name, value)
+
+    def _count_head(self, n: int) -> None:
+        self._head_exact += n
+        if self._head_exact > self.max_header_bytes:
+            self._head_too_large = True
+            raise HeadTooLarge  # stops the parser; uvicorn then calls send_400_response
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_too_large:
+            self._refuse_head()
+        else:
+            super().send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        log.info("refused a request head of more than %d bytes", self.max_header_bytes)
+        self._stop_head_timer()
+        text = f"Request headers larger than {self.max_header_bytes} bytes".encode()
+        self.transport.write(_answer(b"431 Request Header Fields Too Large", text))
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        self._head_exact = 0
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
 
