@@ -80,8 +80,12 @@ def no_traceback(server: LiveServer) -> Iterator[None]:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+def creds(server: LiveServer, **extra: str) -> dict[str, str]:
+    return {"service_id": str(server.service_id), "key": server.key, **extra}
+
+
 def assert_still_serving(server: LiveServer) -> None:
-    body = httpx.get(f"{server.url}/v1.0/getBalance", params=server.params(), timeout=10).json()
+    body = httpx.get(f"{server.url}/v1.0/getBalance", params=creds(server), timeout=10).json()
     assert body["status"] is True, body
 
 
@@ -154,7 +158,7 @@ def send_quietly(sock: socket.socket, data: bytes) -> int:
 
 
 def test_a_1kb_request_works_with_every_encoding(server: LiveServer) -> None:
-    args = {**server.params(), "phone": "79000000001", "client": "c" * 64, "pad": "p" * 1000}
+    args = {**creds(server), "phone": "79000000001", "client": "c" * 64, "pad": "p" * 1000}
     url = f"{server.url}/v1.0/initCall"
     text_args = {k: str(v) for k, v in args.items()}
     answers = [
@@ -169,13 +173,13 @@ def test_a_1kb_request_works_with_every_encoding(server: LiveServer) -> None:
     # Many small requests on one keep-alive connection all pass the head and body checks.
     with httpx.Client() as client:
         for _ in range(100):
-            body = client.post(f"{server.url}/v1.0/getBalance", json=server.params()).json()
+            body = client.post(f"{server.url}/v1.0/getBalance", json=creds(server)).json()
             assert body["status"] is True
 
 
 def test_a_body_of_the_largest_allowed_size_is_read(server: LiveServer) -> None:
     # 60 KiB of arguments (under the 64 KiB default): an answer, not a refusal.
-    args = {**server.params(), "pad": "p" * 60_000}
+    args = {**creds(server), "pad": "p" * 60_000}
     body = httpx.post(f"{server.url}/v1.0/getBalance", json=args).json()
     assert body["status"] is True, body
 
@@ -359,7 +363,7 @@ def test_an_oversized_header_is_refused(server: LiveServer) -> None:
     assert rss_kb(server) - before < 10 * 1024
     # Headers of a realistic size pass.
     response = httpx.get(
-        f"{server.url}/v1.0/getBalance", params=server.params(), headers={"X-Big": "b" * 8000}
+        f"{server.url}/v1.0/getBalance", params=creds(server), headers={"X-Big": "b" * 8000}
     )
     assert response.json()["status"] is True
 
@@ -374,14 +378,14 @@ def test_malformed_and_oversized_forms_are_error_1(server: LiveServer) -> None:
         # multipart without a boundary
         httpx.post(
             url,
-            params=server.params(),
+            params=creds(server),
             content=b"key=value",
             headers={"Content-Type": "multipart/form-data"},
         ),
         # multipart with over a thousand fields (short ones: the body stays under 64 KiB)
         httpx.post(
             url,
-            params=server.params(),
+            params=creds(server),
             content=b"".join(
                 b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n1\r\n' % i
                 for i in range(1100)
@@ -390,9 +394,9 @@ def test_malformed_and_oversized_forms_are_error_1(server: LiveServer) -> None:
             headers={"Content-Type": "multipart/form-data; boundary=b"},
         ),
         # form-urlencoded, JSON and the query string with thousands of fields
-        httpx.post(url, params=server.params(), data=many),
-        httpx.post(url, params=server.params(), json=many),
-        httpx.get(url, params={**server.params(), **dict(list(many.items())[:1000])}),
+        httpx.post(url, params=creds(server), data=many),
+        httpx.post(url, params=creds(server), json=many),
+        httpx.get(url, params={**creds(server), **dict(list(many.items())[:1000])}),
     ]
     for response in cases:
         assert response.status_code == 200

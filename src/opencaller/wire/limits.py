@@ -71,29 +71,45 @@ class RequestLimits:
 
     async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app with a receive that counts the body and stops at the deadline."""
-        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         received = 0
-        done = False
-        refused = False
+        done = refused = timed_out = False
+        waiter: asyncio.Task[object] | None = None  # the task waiting in receive, if any
+
+        def time_up() -> None:
+            nonlocal timed_out
+            timed_out = True
+            if waiter is not None:
+                waiter.cancel()
+
+        # One timer for the whole body (cheaper than a timeout around every receive).
+        timer = asyncio.get_running_loop().call_later(self.body_timeout_s, time_up)
 
         async def bounded_receive() -> Message:
-            nonlocal received, done, refused
+            nonlocal received, done, refused, waiter
             if done:  # the body is complete; later calls only wait for a disconnect
                 return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
+            if not timed_out:
+                waiter = asyncio.current_task()
+                try:
                     message = await receive()
-            except TimeoutError:
+                except asyncio.CancelledError:
+                    if not (timed_out and waiter is not None and waiter.uncancel() == 0):
+                        raise  # a cancellation of the request itself, not our deadline
+                finally:
+                    waiter = None
+            if timed_out:
                 refused = True
                 log.info("a request body did not arrive within %s s", self.body_timeout_s)
-                raise self._too_slow(scope) from None
+                raise self._too_slow(scope)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     refused = True
                     log.info("refused a streamed body at %d bytes", received)
                     raise self._too_large(scope)
-                done = not message.get("more_body", False)
+                if not message.get("more_body", False):
+                    done = True
+                    timer.cancel()
             return message
 
         async def closing_send(message: Message) -> None:
@@ -104,7 +120,10 @@ class RequestLimits:
                 message = {**message, "headers": [*message.get("headers", ()), CLOSE]}
             await send(message)
 
-        await self.app(scope, bounded_receive, closing_send)
+        try:
+            await self.app(scope, bounded_receive, closing_send)
+        finally:
+            timer.cancel()
 
     def _is_page(self, scope: Scope) -> bool:
         return bool(self.page_prefixes) and str(scope["path"]).startswith(self.page_prefixes)
