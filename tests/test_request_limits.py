@@ -343,6 +343,18 @@ def test_a_stalled_head_and_an_idle_connection_are_dropped(server: LiveServer) -
         sock.sendall(head(server, "GET", api_path(server)))
         raw = read_until_closed(sock)
     assert split(raw)[0] == 200 and b'"status":true' in raw
+    with connect(server) as sock:  # blank lines between requests do not keep it open either
+        sock.sendall(head(server, "GET", api_path(server)))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        closed = False
+        for _ in range(40):
+            time.sleep(TIMEOUT_S / 4)
+            try:
+                sock.sendall(b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+        assert closed, "the connection stayed open on blank lines"
 
 
 # -- heads too large ---------------------------------------------------------------------------

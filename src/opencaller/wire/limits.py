@@ -61,7 +61,7 @@ class RequestLimits:
             if length is None or length == b"0":
                 await self.app(scope, receive, send)  # no body: nothing to bound
                 return
-            # The server has checked that Content-Length is a number.
+            # httptools has checked that Content-Length is a number; anything else is refused.
             declared = int(length) if length.isdigit() else self.max_body_bytes + 1
             if declared > self.max_body_bytes:
                 log.info("refused a body of %d bytes before reading it", declared)

@@ -61,6 +61,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+            # Bytes on an idle connection: uvicorn has just stopped its keep-alive timer, and
+            # blank lines between requests never begin a message; the head's clock runs.
+            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
         super().data_received(data)
         if self._in_head and not self.transport.is_closing():
             # A head still incomplete after this chunk: all of the chunk was head (but for the
