@@ -48,7 +48,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self.timeout_keep_alive = self.keepalive_timeout_s  # type: ignore[assignment]
         self._in_head = True  # between the start of a request and the end of its headers
         self._head_bytes = 0  # bytes received while the head is incomplete
-        self._head_exact = 0  # request line and complete header lines
+        self._chunk = 0  # size of the read being parsed
         self._head_too_large = False
         self._head_timer: asyncio.TimerHandle | None = None
 
@@ -65,28 +65,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             # Bytes on an idle connection: uvicorn has just stopped its keep-alive timer, and
             # blank lines between requests never begin a message; the head's clock runs.
             self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+        self._chunk = len(data)
         super().data_received(data)
         if self._in_head and not self.transport.is_closing():
             # A head still incomplete after this chunk: all of the chunk was head (but for the
             # end of a pipelined request before it). This bounds what httptools holds of a
-            # header that is still arriving; complete lines are counted exactly below.
+            # header that is still arriving; a head that ends is counted exactly below.
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._refuse_head()
-
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)  # with ": " and CRLF
-        super().on_header(name, value)
-
-    def _count_head(self, n: int) -> None:
-        self._head_exact += n
-        if self._head_exact > self.max_header_bytes:
-            self._head_too_large = True
-            raise HeadTooLarge  # stops the parser; uvicorn then calls send_400_response
 
     def send_400_response(self, msg: str) -> None:
         if self._head_too_large:
@@ -105,13 +92,18 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
-        self._head_exact = 0
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._stop_head_timer()
+        if self._head_bytes + self._chunk > self.max_header_bytes:
+            # A head that ended in this read may be over the limit: count it exactly.
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > self.max_header_bytes:
+                self._head_too_large = True
+                raise HeadTooLarge  # stops the parser; uvicorn then calls send_400_response
         super().on_headers_complete()
 
     def _stop_head_timer(self) -> None:
