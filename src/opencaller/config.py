@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     # threshold (this default until they set one), with how to top up, in the operator's words.
     low_balance_alert_rub: float = 50.0
     topup_instructions: str = ""
+    # Bounded requests (docs/compatibility.md "Request limits"): a uCaller request is well
+    # under 16 KiB and the dashboard's largest form (service settings with an IP allow-list)
+    # a few KiB, so these leave room while refusing what no client sends.
+    max_body_bytes: int = 64 * 1024  # larger bodies are refused before they are read
+    max_header_bytes: int = 16 * 1024  # request line plus headers
+    max_form_fields: int = 100  # arguments in the query, a form or a JSON object
+    header_timeout_s: float = 10.0  # from connecting (or the first byte) to the end of the headers
+    body_timeout_s: float = 10.0  # from the end of the headers to the end of the body
+    keepalive_timeout_s: float = 5.0  # idle time between two requests on one connection
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

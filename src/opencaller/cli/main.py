@@ -166,7 +166,8 @@ def serve(
         # Forwarded-for headers are read by the API itself, from trusted_proxies only.
         proxy_headers=False,
         loop="uvloop",
-        http="httptools",
+        # httptools, with the request head bounded in size and time (wire/protocol.py).
+        http="opencaller.wire.protocol:BoundedHttpProtocol",
     )
 
 

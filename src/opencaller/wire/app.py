@@ -98,7 +98,7 @@ def api_endpoint(rt: Runtime) -> Callable[[Request], Any]:
         try:
             if name is None or name not in METHODS or request.method not in ("GET", "POST"):
                 raise UcallerError(Code.METHOD_NOT_SUPPORTED)
-            args = await read_args(request)
+            args = await read_args(request, max_fields=rt.settings.max_form_fields)
             now = rt.clock.now()
             key, service_id = credentials(args)
             caller = await rt.auth.authenticate(key, service_id, client_ip(request, trusted), now)

@@ -6,11 +6,13 @@ Values arrive as strings or JSON scalars; the helpers here coerce them leniently
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from ..errors import Code, UcallerError
@@ -94,19 +96,20 @@ def _bearer(request: Request) -> tuple[str, str] | None:
     return key, service_id
 
 
-async def read_args(request: Request) -> Args:
+async def read_args(request: Request, *, max_fields: int) -> Args:
+    """``max_fields`` bounds the arguments of each encoding (query, form, multipart, JSON);
+    the body's size and time are bounded before this (wire/limits.py)."""
     # From the raw scope: building request.url costs more than the whole parse.
     raw_query = request.scope.get("query_string", b"").decode("utf-8", "replace")
-    query: dict[str, Any] = dict(parse_qsl(raw_query, keep_blank_values=True))
+    query: dict[str, Any] = _urlencoded(raw_query, max_fields)
     body: dict[str, Any] = {}
     raw = await request.body()
     if raw.strip():
         ctype = request.headers.get("content-type", "").lower()
         if "application/x-www-form-urlencoded" in ctype:
-            body = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+            body = _urlencoded(raw.decode("utf-8", "replace"), max_fields)
         elif "multipart/form-data" in ctype:
-            form = await request.form()
-            body = {k: v for k, v in form.items() if isinstance(v, str)}
+            body = await _multipart(request, raw, max_fields)
         else:
             # JSON is the documented body format; some clients send it without a
             # Content-Type or with a misspelled header, and on GET.
@@ -117,9 +120,11 @@ async def read_args(request: Request) -> Args:
                     raise UcallerError(
                         Code.BAD_REQUEST, "The request body is not valid JSON"
                     ) from exc
-                parsed = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+                parsed = _urlencoded(raw.decode("utf-8", "replace"), max_fields)
             if not isinstance(parsed, dict):
                 raise UcallerError(Code.BAD_REQUEST, "The request body must be a JSON object")
+            if len(parsed) > max_fields:
+                raise _too_many(max_fields)
             body = parsed
     values = {**query, **body}
     return Args(
@@ -128,3 +133,33 @@ async def read_args(request: Request) -> Args:
         body_credentials=(body.get("key"), body.get("service_id")),
         query_credentials=(query.get("key"), query.get("service_id")),
     )
+
+
+def _too_many(max_fields: int) -> UcallerError:
+    return UcallerError(Code.BAD_REQUEST, f"More than {max_fields} parameters in the request")
+
+
+def _urlencoded(text: str, max_fields: int) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=max_fields))
+    except ValueError as exc:  # the only ValueError parse_qsl raises here is max_num_fields
+        raise _too_many(max_fields) from exc
+
+
+async def _multipart(request: Request, raw: bytes, max_fields: int) -> dict[str, Any]:
+    """The text fields of a multipart body (files are ignored, at most ``max_fields`` parts)."""
+
+    async def chunks() -> AsyncGenerator[bytes, None]:
+        yield raw
+
+    parser = MultiPartParser(request.headers, chunks(), max_files=max_fields, max_fields=max_fields)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:  # no boundary, too many parts, malformed
+        raise UcallerError(Code.BAD_REQUEST, f"Invalid multipart body: {exc.message}") from exc
+    try:
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    finally:
+        await form.close()
