@@ -6,6 +6,11 @@ to call. While calls run it keeps extending the leases. If the process dies, its
 rows outlive their lease and any dispatcher finalises them as ``interrupted`` (call_status 0)
 instead of calling again: a ucaller_id never yields two calls. Rows still ``queued`` are
 untouched by a crash and are called by whichever dispatcher runs next.
+
+A call's outcome is kept until it is written: through a database outage the dispatcher
+retries the write with backoff, and the call keeps its slot and its lease meanwhile. Recovery
+waits a grace period past an expired lease, so a worker that could not renew during the
+outage writes the real outcome first (docs/deployment.md, "PostgreSQL outages").
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +33,7 @@ from ..domain.clock import Clock
 from ..observability import metrics
 from ..storage.database import Database
 from ..storage.hot import Hot
+from ..storage.outage import describe, is_unavailable
 from ..storage.tables import authorizations
 from ..telephony.base import CallKind, CallReport, CallRequest, Outcome, Provider
 from .outcomes import OutcomeBatcher
@@ -35,6 +42,12 @@ log = logging.getLogger("opencaller.dispatch")
 a = authorizations.c
 
 FinalHook = Callable[[int, CallReport], Awaitable[None]]
+
+# Backoff between attempts to write an outcome while the database is unavailable.
+OUTCOME_RETRY_MIN_S = 0.1
+OUTCOME_RETRY_MAX_S = 2.0
+# Errors other than an outage (a bug, a constraint) are tried this often, then logged.
+OUTCOME_OTHER_ERROR_ATTEMPTS = 5
 
 
 def worker_name() -> str:
@@ -103,12 +116,16 @@ class Dispatcher:
         poll_interval_s: float = 0.5,
         name: str | None = None,
         on_final: FinalHook | None = None,
+        lease_grace_s: float | None = None,
     ) -> None:
         self.db = db
         self.provider = provider
         self.simulator = simulator
         self.clock = clock
         self.lease_s = lease_s
+        # How long past its expiry recovery leaves a lease alone: the owner may be alive
+        # but unable to renew (database outage) and about to write the real outcome.
+        self.lease_grace_s = lease_s if lease_grace_s is None else lease_grace_s
         self.concurrency = concurrency
         self.poll_interval_s = poll_interval_s
         self.name = name or worker_name()
@@ -169,8 +186,11 @@ class Dispatcher:
                 claimed = await self.claim()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("dispatch loop failed; retrying")
+            except Exception as exc:
+                if is_unavailable(exc):
+                    log.warning("dispatch loop: database unavailable: %s", describe(exc))
+                else:
+                    log.exception("dispatch loop failed; retrying")
                 claimed = 0
             if claimed and self.inflight < self.concurrency:
                 continue  # there may be more waiting
@@ -204,7 +224,7 @@ class Dispatcher:
             except Exception as exc:
                 log.exception("provider failed", extra={"ucaller_id": request.ucaller_id})
                 report = CallReport(outcome=Outcome.NETWORK_ERROR, reason=f"provider error: {exc}")
-            await self._finish(request.ucaller_id, report, owner=self.name, cost=cost)
+            await self._keep_outcome(request.ucaller_id, report, cost)
             if self.on_final is not None:
                 await self.on_final(request.ucaller_id, report)
         finally:
@@ -213,9 +233,50 @@ class Dispatcher:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    async def _finish(self, auth_id: int, report: CallReport, *, owner: str, cost: int) -> bool:
+    async def _keep_outcome(self, auth_id: int, report: CallReport, cost: int) -> bool:
+        """Write the outcome, retrying through a database outage until it is written.
+
+        Bounded: the call keeps its dispatch slot while its outcome waits, so a worker holds
+        at most ``concurrency`` calls and waiting outcomes together, and claims nothing new
+        while they wait; the lease loop keeps renewing their leases whenever it can. A
+        worker told to stop keeps trying for the drain time; an outcome still not written
+        then is logged (``outcome lost``) and its call is later finalised ``interrupted``.
+        Whether it was written (False also when the row was no longer ours)."""
+        ended = self.clock.now()  # the call's end, however late the write succeeds
+        delay = OUTCOME_RETRY_MIN_S
+        failures = 0
+        extra = {"ucaller_id": auth_id, "outcome": report.outcome.value}
+        while True:
+            try:
+                written = await self._finish(auth_id, report, owner=self.name, cost=cost, now=ended)
+            except asyncio.CancelledError:
+                log.error("outcome lost: the worker stopped before writing it", extra=extra)
+                raise
+            except Exception as exc:
+                failures += 1
+                if not is_unavailable(exc) and failures >= OUTCOME_OTHER_ERROR_ATTEMPTS:
+                    log.exception("outcome lost: writing it keeps failing", extra=extra)
+                    return False
+                if failures == 1 or failures % 30 == 0:  # one line, then one a minute or so
+                    log.warning("outcome not written yet, retrying: %s", describe(exc), extra=extra)
+            else:
+                if failures:
+                    log.info("outcome written after %d failed attempts", failures, extra=extra)
+                return written
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, OUTCOME_RETRY_MAX_S)
+
+    async def _finish(
+        self,
+        auth_id: int,
+        report: CallReport,
+        *,
+        owner: str,
+        cost: int,
+        now: float | None = None,
+    ) -> bool:
         """Record the outcome; refund a call that did not reach the subscriber."""
-        now = self.clock.now()
+        now = self.clock.now() if now is None else now
         status = 1 if report.outcome.reached else 0
         params = {
             "b_id": auth_id,
@@ -256,11 +317,14 @@ class Dispatcher:
     async def recover(self) -> int:
         """Finalise calls whose dispatcher died, and inbound waits that expired."""
         now = self.clock.now()
+        dead_before = now - self.lease_grace_s
         async with self.db.read() as conn:
             stale = (
                 (
                     await conn.execute(
-                        select(a.id).where(a.dispatch_state == "dialing", a.lease_until < now)
+                        select(a.id).where(
+                            a.dispatch_state == "dialing", a.lease_until < dead_before
+                        )
                     )
                 )
                 .scalars()
@@ -279,23 +343,31 @@ class Dispatcher:
             )
         done = 0
         for auth_id in stale:
+            if int(auth_id) in self._inflight:
+                continue  # ours and alive: its outcome is on the way
             report = CallReport(
                 outcome=Outcome.INTERRUPTED,
                 reason="the dispatcher stopped during the call; not retried",
             )
-            done += await self._finish_stale(int(auth_id), report, now)
+            done += await self._finish_stale(int(auth_id), report, now, dead_before=dead_before)
         for auth_id in expired:
             report = CallReport(outcome=Outcome.NO_ANSWER, reason="no inbound call in time")
             done += await self._finish_stale(int(auth_id), report, now, state="waiting")
         return done
 
     async def _finish_stale(
-        self, auth_id: int, report: CallReport, now: float, state: str = "dialing"
+        self,
+        auth_id: int,
+        report: CallReport,
+        now: float,
+        state: str = "dialing",
+        *,
+        dead_before: float | None = None,
     ) -> int:
         async with self.db.write() as conn:
             cond = [a.id == auth_id, a.dispatch_state == state]
             if state == "dialing":
-                cond.append(a.lease_until < now)
+                cond.append(a.lease_until < (now if dead_before is None else dead_before))
             row = (
                 await conn.execute(
                     update(authorizations)
@@ -341,8 +413,11 @@ class Dispatcher:
                         )
                         .values(lease_until=self.clock.now() + self.lease_s)
                     )
-            except Exception:
-                log.exception("lease renewal failed")
+            except Exception as exc:
+                if is_unavailable(exc):
+                    log.warning("lease renewal failed: database unavailable: %s", describe(exc))
+                else:
+                    log.exception("lease renewal failed")
 
 
 async def refund(
