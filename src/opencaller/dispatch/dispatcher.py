@@ -138,6 +138,12 @@ class Dispatcher:
         # Recovery scans the table; once a second is plenty and keeps it off the wake-up path.
         self.recover_interval_s = min(1.0, lease_s / 3)
         self._recovered_at = -1e18
+        # Since when (loop time) this dispatcher has reached the database without a failure.
+        # Leases are renewed only while the database answers, so after an outage no lease
+        # says anything about its owner until the owners had a full lease to renew.
+        self._db_ok_since: float | None = None
+        self._outage_logged_at = -1e18  # one warning when an outage starts, then one a minute
+        self._in_outage = False
         # PostgreSQL: outcomes with nothing to refund are written many per statement.
         self._outcomes = None if db.sqlite else OutcomeBatcher(db, self.name)
 
@@ -184,11 +190,12 @@ class Dispatcher:
                     self._recovered_at = loop_now
                     await self.recover()
                 claimed = await self.claim()
+                self._database_answered(True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if is_unavailable(exc):
-                    log.warning("dispatch loop: database unavailable: %s", describe(exc))
+                    self._database_answered(False, exc)
                 else:
                     log.exception("dispatch loop failed; retrying")
                 claimed = 0
@@ -254,7 +261,9 @@ class Dispatcher:
                 raise
             except Exception as exc:
                 failures += 1
-                if not is_unavailable(exc) and failures >= OUTCOME_OTHER_ERROR_ATTEMPTS:
+                if is_unavailable(exc):
+                    self._database_answered(False, exc)
+                elif failures >= OUTCOME_OTHER_ERROR_ATTEMPTS:
                     log.exception("outcome lost: writing it keeps failing", extra=extra)
                     return False
                 if failures == 1 or failures % 30 == 0:  # one line, then one a minute or so
@@ -329,6 +338,8 @@ class Dispatcher:
                 )
                 .scalars()
                 .all()
+                if self._leases_meaningful()
+                else []
             )
             expired = (
                 (
@@ -354,6 +365,28 @@ class Dispatcher:
             report = CallReport(outcome=Outcome.NO_ANSWER, reason="no inbound call in time")
             done += await self._finish_stale(int(auth_id), report, now, state="waiting")
         return done
+
+    def _database_answered(self, ok: bool, exc: BaseException | None = None) -> None:
+        loop_now = asyncio.get_running_loop().time()
+        if not ok:
+            if not self._in_outage or loop_now - self._outage_logged_at >= 60:
+                detail = describe(exc) if exc is not None else ""
+                log.warning("database unavailable; dispatch keeps retrying: %s", detail)
+                self._outage_logged_at = loop_now
+            self._in_outage = True
+            self._db_ok_since = None
+        elif self._db_ok_since is None:
+            self._db_ok_since = loop_now
+            if self._in_outage:
+                log.warning("database reachable again")
+                self._in_outage = False
+
+    def _leases_meaningful(self) -> bool:
+        """Whether an expired lease now means a dead owner: only once this dispatcher has
+        reached the database for a full lease (at start, and after every outage), in which
+        time a live owner has renewed its leases or written its outcomes."""
+        since = self._db_ok_since
+        return since is not None and asyncio.get_running_loop().time() - since >= self.lease_s
 
     async def _finish_stale(
         self,
@@ -415,7 +448,7 @@ class Dispatcher:
                     )
             except Exception as exc:
                 if is_unavailable(exc):
-                    log.warning("lease renewal failed: database unavailable: %s", describe(exc))
+                    self._database_answered(False, exc)
                 else:
                     log.exception("lease renewal failed")
 
