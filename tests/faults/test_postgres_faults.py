@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -296,3 +297,96 @@ def test_multi_host_url_skips_a_dead_host(private_pg: PrivatePostgres, tmp_path:
         assert health["database"] is True
         worker_log = (tmp_path / "worker0.log").read_text()
     assert "LISTEN connection failed" not in worker_log
+
+
+def log_records(path: Path) -> list[dict[str, Any]]:
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    return records
+
+
+@needs_private_pg
+def test_stopping_worker_flushes_outcomes_within_the_drain_time(
+    private_pg: PrivatePostgres, tmp_path: Path
+) -> None:
+    """A worker told to stop while PostgreSQL is down keeps its outcomes for the drain time:
+    written when the database returns within it; past it, logged as lost and later finalised
+    ``interrupted`` and refunded by another worker (as after a crash)."""
+    phones = [f"7916{n:07d}" for n in range(4000, 4010)]
+    busy = {phones[0], phones[3]}
+    with cluster(
+        private_pg.url(),
+        REDIS_URL,
+        tmp_path,
+        api_nodes=1,
+        workers=1,
+        lease_s=3,
+        drain_s=15,
+        poll_interval_s=0.2,
+        simulator__delay_s=1.5,
+        simulator__outcomes=json.dumps(dict.fromkeys(busy, "busy")),
+        **TIMEOUTS,
+    ) as c:
+        price = asyncio.run(flash_price(c.db_url))
+        start_units = 100 * price
+        sid, key, aid = asyncio.run(new_customer(c.db_url, balance_units=start_units))
+        auth = {"service_id": sid, "key": key}
+
+        def place(batch: list[str]) -> list[int]:
+            bodies = init_calls(c, [{**auth, "phone": p} for p in batch])
+            assert all(b["status"] is True for b in bodies), bodies
+            ids = [int(b["ucaller_id"]) for b in bodies]
+            wait_until(
+                lambda: set(ids) <= {int(x["ucaller_id"]) for x in c.calls()},
+                20,
+                "the calls to be placed",
+            )
+            return ids
+
+        # 1. The database returns during the drain: the real outcomes are written.
+        flushed = place(phones[:6])
+        private_pg.stop()
+        try:
+            time.sleep(2.5)  # the calls end; their outcomes wait
+            c.workers[0].send_signal(signal.SIGTERM)
+            time.sleep(3)
+        finally:
+            private_pg.start()
+        assert c.workers[0].wait(timeout=60) == 0
+
+        # 2. It stays down past the drain: the outcomes are logged as lost.
+        c.env["OPENCALLER_DRAIN_S"] = "2"
+        c.add_worker(1)
+        lost = place(phones[6:])
+        private_pg.stop()
+        try:
+            time.sleep(2.5)
+            c.workers[1].send_signal(signal.SIGTERM)
+            assert c.workers[1].wait(timeout=60) == 0
+        finally:
+            private_pg.start()
+        c.add_worker(2)  # finalises what the stopped worker could not write
+        rows = asyncio.run(wait_final(c.db_url, flushed + lost, within=60))
+        balance = asyncio.run(
+            sql_value(c.db_url, select(accounts.c.balance).where(accounts.c.id == aid))
+        )
+        ledger_sum = asyncio.run(
+            sql_value(c.db_url, select(func.sum(ledger.c.amount)).where(ledger.c.account_id == aid))
+        )
+
+    decided = {
+        i: ("busy" if p in busy else "delivered") for i, p in zip(flushed, phones, strict=False)
+    }
+    assert {i: rows[i].outcome for i in flushed} == decided, c.logs()
+    assert {rows[i].outcome for i in lost} == {"interrupted"}, c.logs()
+    reported_lost = {
+        r.get("ucaller_id")
+        for r in log_records(tmp_path / "worker1.log")
+        if r["msg"].startswith("outcome lost")
+    }
+    assert reported_lost == set(lost)
+    # Charged: the delivered calls of part 1; refunded: busy and interrupted calls.
+    assert balance == start_units - price * (len(flushed) - len(busy))
+    assert ledger_sum == balance

@@ -23,6 +23,7 @@ import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import BigInteger, Float, Integer, String, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -250,15 +251,21 @@ class Dispatcher:
         then is logged (``outcome lost``) and its call is later finalised ``interrupted``.
         Whether it was written (False also when the row was no longer ours)."""
         ended = self.clock.now()  # the call's end, however late the write succeeds
+        extra = {"ucaller_id": auth_id, "outcome": report.outcome.value}
+        try:
+            return await self._write_outcome(auth_id, report, cost, ended, extra)
+        except asyncio.CancelledError:
+            log.error("outcome lost: the worker stopped before writing it", extra=extra)
+            raise
+
+    async def _write_outcome(
+        self, auth_id: int, report: CallReport, cost: int, ended: float, extra: dict[str, Any]
+    ) -> bool:
         delay = OUTCOME_RETRY_MIN_S
         failures = 0
-        extra = {"ucaller_id": auth_id, "outcome": report.outcome.value}
         while True:
             try:
                 written = await self._finish(auth_id, report, owner=self.name, cost=cost, now=ended)
-            except asyncio.CancelledError:
-                log.error("outcome lost: the worker stopped before writing it", extra=extra)
-                raise
             except Exception as exc:
                 failures += 1
                 if is_unavailable(exc):

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.engine import make_url as _sa_make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -133,8 +134,18 @@ def create_engine(
         connect_args=connect_args,
         **extra,
     )
+    event.listen(engine.sync_engine, "checkout", _skip_closed)
     event.listen(engine.sync_engine, "handle_error", _discard_broken)
     return engine
+
+
+def _skip_closed(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """A pooled connection the server has closed (restart, failover, idle kill) is replaced
+    at checkout, so the first request after an outage does not fail on it. asyncpg knows
+    without a round trip: the server's goodbye already arrived on the socket."""
+    driver = record.driver_connection
+    if driver is not None and driver.is_closed():
+        raise sa_exc.DisconnectionError("connection closed by the server")
 
 
 def _discard_broken(context: Any) -> None:
