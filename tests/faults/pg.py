@@ -93,16 +93,20 @@ class PrivatePostgres:
     def pids(self) -> list[int]:
         """The postmaster and every child of it (backends, checkpointer, ...)."""
         postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True, text=True
-        ).stdout
-        return [postmaster, *(int(p) for p in out.split())]
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                # "pid (comm) state ppid ...": comm may hold spaces, so split after ")"
+                fields = stat.read_text().rpartition(")")[2].split()
+                if int(fields[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
 
     def freeze(self) -> None:
         """SIGSTOP the cluster: connections stay open, nothing answers (not down)."""
-        postmaster, *children = self.pids()
+        postmaster = self.pids()[0]
         os.kill(postmaster, signal.SIGSTOP)  # first, so it forks nothing new meanwhile
-        for pid in children:
+        for pid in self.pids()[1:]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
 

@@ -116,8 +116,10 @@ def create_engine(
         engine = create_async_engine(url, **extra)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    # No pre-ping: it costs a round trip on every checkout. A connection the server dropped
-    # fails one statement, is discarded, and recycling retires connections before idle limits.
+    # No pre-ping: it costs a round trip on every checkout. A connection the server closed is
+    # replaced at checkout (_skip_closed); one broken otherwise (timeout, lost mid-statement)
+    # fails its statement and is discarded (_discard_broken); recycling retires the rest
+    # before idle limits.
     # No overflow: a burst waits for a connection rather than exhausting max_connections.
     t = timeouts or DbTimeouts()
     connect_args: dict[str, Any] = {}
