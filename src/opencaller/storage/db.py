@@ -152,10 +152,14 @@ def _skip_closed(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
 
 def _discard_broken(context: Any) -> None:
     """A statement that timed out or lost its server leaves its connection in an unknown
-    state (a frozen server may still owe the answer): SQLAlchemy then discards it and every
-    connection the pool opened before it, instead of handing them to the next request."""
-    if not context.is_disconnect and is_unavailable(context.original_exception):
-        context.is_disconnect = True
+    state (a frozen server may still owe the answer): SQLAlchemy then discards it instead of
+    handing it to the next request. A lost server also retires every connection the pool
+    opened before; a timeout only this one (the server may just be slow on one query)."""
+    if context.is_disconnect or not is_unavailable(context.original_exception):
+        return
+    context.is_disconnect = True
+    if isinstance(context.original_exception, TimeoutError):
+        context.invalidate_pool_on_disconnect = False
 
 
 def alembic_config(url: str) -> Config:
