@@ -296,7 +296,9 @@ def test_multi_host_url_skips_a_dead_host(private_pg: PrivatePostgres, tmp_path:
         health = httpx.get(f"http://127.0.0.1:{c.ports[0]}/health").json()
         assert health["database"] is True
         worker_log = (tmp_path / "worker0.log").read_text()
+        api_log = (tmp_path / "api0.log").read_text()
     assert "LISTEN connection failed" not in worker_log
+    assert "NOTIFY failed" not in api_log
 
 
 def log_records(path: Path) -> list[dict[str, Any]]:
