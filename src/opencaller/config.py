@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     header_timeout_s: float = 10.0  # from connecting (or the first byte) to the end of the headers
     body_timeout_s: float = 10.0  # from the end of the headers to the end of the body
     keepalive_timeout_s: float = 5.0  # idle time between two requests on one connection
+    # PostgreSQL outages (docs/deployment.md): how long to wait before answering "retry later"
+    db_connect_timeout_s: float = 3.0  # opening a connection
+    db_statement_timeout_s: float = 5.0  # one statement (enforced by the client)
+    db_acquire_timeout_s: float = 3.0  # waiting for a free connection of the pool
+    # Extra time after a call's lease expired before another worker finalises it interrupted;
+    # None: lease_s. Covers a database outage during which the owner could not renew.
+    lease_grace_s: float | None = None
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

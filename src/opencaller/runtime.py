@@ -17,6 +17,7 @@ from .domain.inbound import InboundVerifications
 from .domain.throttle import Counters, MemoryCounters
 from .numbering import PhoneDirectory, places
 from .storage.database import Database
+from .storage.db import DbTimeouts
 from .storage.redis_counters import RedisCounters
 from .storage.redis_limits import RedisLimits, Windows
 from .telephony.base import InboundCall, Provider
@@ -61,7 +62,14 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.clock = clock or Clock()
-        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        timeouts = DbTimeouts(
+            connect_s=settings.db_connect_timeout_s,
+            statement_s=settings.db_statement_timeout_s,
+            acquire_s=settings.db_acquire_timeout_s,
+        )
+        self.db = Database(
+            settings.database_url, pool_size=settings.db_pool_size, timeouts=timeouts
+        )
         self.redis: RedisCounters | None = None
         if counters is None and settings.redis_url:
             self.redis = RedisCounters(settings.redis_url, prefix=settings.redis_prefix)
@@ -85,6 +93,7 @@ class Runtime:
                 lease_s=settings.lease_s,
                 concurrency=settings.dispatch_concurrency,
                 poll_interval_s=settings.poll_interval_s,
+                lease_grace_s=settings.lease_grace_s,
             )
         # Across processes (PostgreSQL only): API nodes without a dispatcher tell the workers
         # that a call is queued; processes with a dispatcher listen.
@@ -92,9 +101,11 @@ class Runtime:
         self.listener: Listener | None = None
         if not self.db.sqlite:
             if self.dispatcher is None:
-                self.notifier = Notifier(settings.database_url)
+                self.notifier = Notifier(settings.database_url, timeouts=timeouts)
             else:
-                self.listener = Listener(settings.database_url, self.dispatcher.wake)
+                self.listener = Listener(
+                    settings.database_url, self.dispatcher.wake, timeouts=timeouts
+                )
         self.policy = Policy(
             test_numbers=frozenset(settings.test_numbers),
             test_ranges=tuple(settings.test_ranges),

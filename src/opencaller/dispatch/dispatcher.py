@@ -6,6 +6,11 @@ to call. While calls run it keeps extending the leases. If the process dies, its
 rows outlive their lease and any dispatcher finalises them as ``interrupted`` (call_status 0)
 instead of calling again: a ucaller_id never yields two calls. Rows still ``queued`` are
 untouched by a crash and are called by whichever dispatcher runs next.
+
+A call's outcome is kept until it is written: through a database outage the dispatcher
+retries the write with backoff, and the call keeps its slot and its lease meanwhile. Recovery
+waits a grace period past an expired lease, so a worker that could not renew during the
+outage writes the real outcome first (docs/deployment.md, "PostgreSQL outages").
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import BigInteger, Float, Integer, String, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,6 +34,7 @@ from ..domain.clock import Clock
 from ..observability import metrics
 from ..storage.database import Database
 from ..storage.hot import Hot
+from ..storage.outage import describe, is_unavailable
 from ..storage.tables import authorizations
 from ..telephony.base import (
     CUT_GRACE_S,
@@ -47,6 +55,11 @@ FinalHook = Callable[[int, CallReport], Awaitable[None]]
 
 # How much longer than a provider's hang-up grace a stopping dispatcher waits for cut calls.
 STOP_SLACK_S = 3.0
+# Backoff between attempts to write an outcome while the database is unavailable.
+OUTCOME_RETRY_MIN_S = 0.1
+OUTCOME_RETRY_MAX_S = 2.0
+# Errors other than an outage (a bug, a constraint) are tried this often, then logged.
+OUTCOME_OTHER_ERROR_ATTEMPTS = 5
 
 
 def worker_name() -> str:
@@ -115,12 +128,16 @@ class Dispatcher:
         poll_interval_s: float = 0.5,
         name: str | None = None,
         on_final: FinalHook | None = None,
+        lease_grace_s: float | None = None,
     ) -> None:
         self.db = db
         self.provider = provider
         self.simulator = simulator
         self.clock = clock
         self.lease_s = lease_s
+        # How long past its expiry recovery leaves a lease alone: the owner may be alive
+        # but unable to renew (database outage) and about to write the real outcome.
+        self.lease_grace_s = lease_s if lease_grace_s is None else lease_grace_s
         self.concurrency = concurrency
         self.poll_interval_s = poll_interval_s
         self.name = name or worker_name()
@@ -136,6 +153,12 @@ class Dispatcher:
         # Recovery scans the table; once a second is plenty and keeps it off the wake-up path.
         self.recover_interval_s = min(1.0, lease_s / 3)
         self._recovered_at = -1e18
+        # Since when (loop time) this dispatcher has reached the database without a failure.
+        # Leases are renewed only while the database answers, so after an outage no lease
+        # says anything about its owner until the owners had a full lease to renew.
+        self._db_ok_since: float | None = None
+        self._outage_logged_at = -1e18  # one warning when an outage starts, then one a minute
+        self._in_outage = False
         # PostgreSQL: outcomes with nothing to refund are written many per statement.
         self._outcomes = None if db.sqlite else OutcomeBatcher(db, self.name)
 
@@ -191,10 +214,14 @@ class Dispatcher:
                     self._recovered_at = loop_now
                     await self.recover()
                 claimed = await self.claim()
+                self._database_answered(True)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("dispatch loop failed; retrying")
+            except Exception as exc:
+                if is_unavailable(exc):
+                    self._database_answered(False, exc)
+                else:
+                    log.exception("dispatch loop failed; retrying")
                 claimed = 0
             if claimed and self.inflight < self.concurrency:
                 continue  # there may be more waiting
@@ -252,7 +279,7 @@ class Dispatcher:
             except Exception as exc:
                 log.exception("provider failed", extra={"ucaller_id": request.ucaller_id})
                 report = CallReport(outcome=Outcome.NETWORK_ERROR, reason=f"provider error: {exc}")
-            await self._finish(request.ucaller_id, report, owner=self.name, cost=cost)
+            await self._keep_outcome(request.ucaller_id, report, cost)
             if self.on_final is not None:
                 await self.on_final(request.ucaller_id, report)
         finally:
@@ -262,9 +289,58 @@ class Dispatcher:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    async def _finish(self, auth_id: int, report: CallReport, *, owner: str, cost: int) -> bool:
+    async def _keep_outcome(self, auth_id: int, report: CallReport, cost: int) -> bool:
+        """Write the outcome, retrying through a database outage until it is written.
+
+        Bounded: the call keeps its dispatch slot while its outcome waits, so a worker holds
+        at most ``concurrency`` calls and waiting outcomes together, and claims nothing new
+        while they wait; the lease loop keeps renewing their leases whenever it can. A
+        worker told to stop keeps trying for the drain time; an outcome still not written
+        then is logged (``outcome lost``) and its call is later finalised ``interrupted``.
+        Whether it was written (False also when the row was no longer ours)."""
+        ended = self.clock.now()  # the call's end, however late the write succeeds
+        extra = {"ucaller_id": auth_id, "outcome": report.outcome.value}
+        try:
+            return await self._write_outcome(auth_id, report, cost, ended, extra)
+        except asyncio.CancelledError:
+            log.error("outcome lost: the worker stopped before writing it", extra=extra)
+            raise
+
+    async def _write_outcome(
+        self, auth_id: int, report: CallReport, cost: int, ended: float, extra: dict[str, Any]
+    ) -> bool:
+        delay = OUTCOME_RETRY_MIN_S
+        failures = 0
+        while True:
+            try:
+                written = await self._finish(auth_id, report, owner=self.name, cost=cost, now=ended)
+            except Exception as exc:
+                failures += 1
+                if is_unavailable(exc):
+                    self._database_answered(False, exc)
+                elif failures >= OUTCOME_OTHER_ERROR_ATTEMPTS:
+                    log.exception("outcome lost: writing it keeps failing", extra=extra)
+                    return False
+                if failures == 1 or failures % 30 == 0:  # one line, then one a minute or so
+                    log.warning("outcome not written yet, retrying: %s", describe(exc), extra=extra)
+            else:
+                if failures:
+                    log.info("outcome written after %d failed attempts", failures, extra=extra)
+                return written
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, OUTCOME_RETRY_MAX_S)
+
+    async def _finish(
+        self,
+        auth_id: int,
+        report: CallReport,
+        *,
+        owner: str,
+        cost: int,
+        now: float | None = None,
+    ) -> bool:
         """Record the outcome; refund a call that did not reach the subscriber."""
-        now = self.clock.now()
+        now = self.clock.now() if now is None else now
         status = 1 if report.outcome.reached else 0
         params = {
             "b_id": auth_id,
@@ -305,15 +381,20 @@ class Dispatcher:
     async def recover(self) -> int:
         """Finalise calls whose dispatcher died, and inbound waits that expired."""
         now = self.clock.now()
+        dead_before = now - self.lease_grace_s
         async with self.db.read() as conn:
             stale = (
                 (
                     await conn.execute(
-                        select(a.id).where(a.dispatch_state == "dialing", a.lease_until < now)
+                        select(a.id).where(
+                            a.dispatch_state == "dialing", a.lease_until < dead_before
+                        )
                     )
                 )
                 .scalars()
                 .all()
+                if self._leases_meaningful()
+                else []
             )
             expired = (
                 (
@@ -328,23 +409,53 @@ class Dispatcher:
             )
         done = 0
         for auth_id in stale:
+            if int(auth_id) in self._inflight:
+                continue  # ours and alive: its outcome is on the way
             report = CallReport(
                 outcome=Outcome.INTERRUPTED,
                 reason="the dispatcher stopped during the call; not retried",
             )
-            done += await self._finish_stale(int(auth_id), report, now)
+            done += await self._finish_stale(int(auth_id), report, now, dead_before=dead_before)
         for auth_id in expired:
             report = CallReport(outcome=Outcome.NO_ANSWER, reason="no inbound call in time")
             done += await self._finish_stale(int(auth_id), report, now, state="waiting")
         return done
 
+    def _database_answered(self, ok: bool, exc: BaseException | None = None) -> None:
+        loop_now = asyncio.get_running_loop().time()
+        if not ok:
+            if not self._in_outage or loop_now - self._outage_logged_at >= 60:
+                detail = describe(exc) if exc is not None else ""
+                log.warning("database unavailable; dispatch keeps retrying: %s", detail)
+                self._outage_logged_at = loop_now
+            self._in_outage = True
+            self._db_ok_since = None
+        elif self._db_ok_since is None:
+            self._db_ok_since = loop_now
+            if self._in_outage:
+                log.warning("database reachable again")
+                self._in_outage = False
+
+    def _leases_meaningful(self) -> bool:
+        """Whether an expired lease now means a dead owner: only once this dispatcher has
+        reached the database for a full lease (at start, and after every outage), in which
+        time a live owner has renewed its leases or written its outcomes."""
+        since = self._db_ok_since
+        return since is not None and asyncio.get_running_loop().time() - since >= self.lease_s
+
     async def _finish_stale(
-        self, auth_id: int, report: CallReport, now: float, state: str = "dialing"
+        self,
+        auth_id: int,
+        report: CallReport,
+        now: float,
+        state: str = "dialing",
+        *,
+        dead_before: float | None = None,
     ) -> int:
         async with self.db.write() as conn:
             cond = [a.id == auth_id, a.dispatch_state == state]
             if state == "dialing":
-                cond.append(a.lease_until < now)
+                cond.append(a.lease_until < (now if dead_before is None else dead_before))
             row = (
                 await conn.execute(
                     update(authorizations)
@@ -391,8 +502,11 @@ class Dispatcher:
                         )
                         .values(lease_until=self.clock.now() + self.lease_s)
                     )
-            except Exception:
-                log.exception("lease renewal failed")
+            except Exception as exc:
+                if is_unavailable(exc):
+                    self._database_answered(False, exc)
+                else:
+                    log.exception("lease renewal failed")
 
 
 async def refund(

@@ -15,21 +15,34 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
+
+from ..storage.db import DbTimeouts, asyncpg_dsn
+from ..storage.outage import describe
 
 CHANNEL = "opencaller_dispatch"
 log = logging.getLogger("opencaller.dispatch")
 
 
-def asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def _connect_kwargs(timeouts: DbTimeouts | None) -> dict[str, Any]:
+    t = timeouts or DbTimeouts()
+    out: dict[str, Any] = {}
+    if t.connect_s is not None:
+        out["timeout"] = t.connect_s
+    if t.statement_s is not None:
+        out["command_timeout"] = t.statement_s
+    return out
 
 
 class Notifier:
     """Coalescing NOTIFY sender; ``poke`` never blocks the request that calls it."""
 
-    def __init__(self, url: str, *, min_interval_s: float = 0.005) -> None:
+    def __init__(
+        self, url: str, *, min_interval_s: float = 0.005, timeouts: DbTimeouts | None = None
+    ) -> None:
+        # The same URL as the engines (several hosts and target_session_attrs included), so
+        # after a failover NOTIFY reaches the primary the workers listen on.
         self.dsn = asyncpg_dsn(url)
+        self.connect_kwargs = _connect_kwargs(timeouts)
         # Under load a NOTIFY per round trip is hundreds a second, each waking the workers for
         # a small claim; one per few milliseconds wakes them as fast and lets claims fill up.
         self.min_interval_s = min_interval_s
@@ -47,12 +60,14 @@ class Notifier:
             self._pending = False
             try:
                 if self._conn is None or self._conn.is_closed():
-                    self._conn = await asyncpg.connect(self.dsn)
+                    self._conn = await asyncpg.connect(self.dsn, **self.connect_kwargs)
                 await self._conn.execute(f"NOTIFY {CHANNEL}")
                 if self._pending:
                     await asyncio.sleep(self.min_interval_s)
-            except Exception:
-                log.warning("NOTIFY failed; workers fall back to polling", exc_info=True)
+            except Exception as exc:
+                log.warning("NOTIFY failed; workers fall back to polling: %s", describe(exc))
+                if self._conn is not None:
+                    self._conn.terminate()
                 self._conn = None
                 return
 
@@ -68,8 +83,16 @@ class Notifier:
 class Listener:
     """Calls ``wake`` for every NOTIFY on the channel; reconnects if the connection drops."""
 
-    def __init__(self, url: str, wake: Callable[[], None], *, retry_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        wake: Callable[[], None],
+        *,
+        retry_s: float = 1.0,
+        timeouts: DbTimeouts | None = None,
+    ) -> None:
         self.dsn = asyncpg_dsn(url)
+        self.connect_kwargs = _connect_kwargs(timeouts)
         self.wake = wake
         self.retry_s = retry_s
         self._task: asyncio.Task[None] | None = None
@@ -85,7 +108,7 @@ class Listener:
         while True:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(self.dsn)
+                conn = await asyncpg.connect(self.dsn, **self.connect_kwargs)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(CHANNEL, self._on_notify)
@@ -97,8 +120,10 @@ class Listener:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2.0)
                 raise
-            except Exception:
-                log.warning("LISTEN connection failed; retrying", exc_info=True)
+            except Exception as exc:
+                log.warning("LISTEN connection failed; retrying: %s", describe(exc))
+                if conn is not None:
+                    conn.terminate()
             self.ready.clear()
             await asyncio.sleep(self.retry_s)
 

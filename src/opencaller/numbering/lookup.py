@@ -8,6 +8,7 @@ name, INN) and the region, and the imported MNP table says who serves a ported n
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -206,7 +207,14 @@ def _combined_query(national_number: int | None = None, phone: int | None = None
     Without arguments the numbers are bind parameters ``n`` and ``phone``; the statement is
     then built once, which saves most of the Python time of an uncached lookup.
     """
-    n = bindparam("n", national_number, type_=BigInteger)
+    # Without numbers the binds have no value at all (required), not the value None: a
+    # statement built once must take the numbers of each call as typed parameters.
+    def number(name: str, value: int | None) -> Any:
+        if value is None:
+            return bindparam(name, type_=BigInteger)
+        return bindparam(name, value, type_=BigInteger)
+
+    n = number("n", national_number)
     holder = (
         select(*_RANGE_COLUMNS)
         .where(numbering_ranges.c.range_from <= n)
@@ -214,7 +222,7 @@ def _combined_query(national_number: int | None = None, phone: int | None = None
         .limit(1)
         .subquery("r")
     )
-    anchor = select(bindparam("phone", phone, type_=BigInteger).label("number")).subquery("q")
+    anchor = select(number("phone", phone).label("number")).subquery("q")
     return (
         select(
             holder,
@@ -309,6 +317,7 @@ class PhoneDirectory:
         self._generation = 0  # bumped on every invalidation; guards against stale puts
         self._version = -1  # last seen numbering_imports id
         self._checked_at = float("-inf")
+        self._first_check: asyncio.Future[None] | None = None
         self._hits = 0
         self._misses = 0
 
@@ -391,10 +400,25 @@ class PhoneDirectory:
         self._generation += 1
 
     async def _refresh_version(self) -> None:
-        now = time.monotonic()
-        if now - self._checked_at < self.version_check_s:
+        if self._version == -1:
+            # Until the first check has answered, nothing is known about the tables: the
+            # requests of a fresh node wait for that one check (all of them, and it alone).
+            if self._first_check is None:
+                self._first_check = asyncio.ensure_future(self._check_version())
+                self._first_check.add_done_callback(self._first_check_done)
+            await asyncio.shield(self._first_check)
             return
-        self._checked_at = now
+        if time.monotonic() - self._checked_at < self.version_check_s:
+            return
+        await self._check_version()
+
+    def _first_check_done(self, task: asyncio.Future[None]) -> None:
+        self._first_check = None  # a failed check is tried again by the next request
+        if not task.cancelled():
+            task.exception()  # retrieved: the waiting requests report it
+
+    async def _check_version(self) -> None:
+        self._checked_at = time.monotonic()
         async with self.engine.connect() as conn:
             version = await directory_version(conn)
         if version != self._version:

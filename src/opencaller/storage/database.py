@@ -17,11 +17,11 @@ from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .db import create_engine, is_sqlite
+from .db import DbTimeouts, asyncpg_dsn, create_engine, is_sqlite
 from .hot import Hot
+from .outage import is_unavailable
 
 Row = Mapping[str, Any]
 
@@ -43,13 +43,16 @@ async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = None
+    ) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
         self.pool_size = pool_size
+        self.timeouts = timeouts or DbTimeouts()
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
-        self.reader: AsyncEngine = create_engine(url, pool_size=pool_size)
+        self.reader: AsyncEngine = create_engine(url, pool_size=pool_size, timeouts=timeouts)
         # SQLite has one writer at a time. Queueing this process's writers on a lock keeps them
         # out of SQLite's busy handler, which sleeps up to 100 ms between retries.
         self._write_lock: asyncio.Lock | None = None
@@ -86,14 +89,17 @@ class Database:
             return pool
         async with self._pool_lock:
             if self._pool is None:
-                dsn = make_url(self.url).set(drivername="postgresql")
+                # No connection opened here (min_size 0): while the server is down, requests
+                # fail one by one within the connect timeout instead of queueing on this lock.
                 self._pool = await asyncpg.create_pool(
-                    dsn.render_as_string(hide_password=False),
-                    min_size=1,
+                    asyncpg_dsn(self.url),
+                    min_size=0,
                     # requests hold a connection for one statement: a few go a long way
                     max_size=max(2, self.pool_size // 2),
                     max_inactive_connection_lifetime=300,
                     reset=_nothing_to_reset,
+                    timeout=self.timeouts.connect_s or 60,
+                    command_timeout=self.timeouts.statement_s,
                 )
             return self._pool
 
@@ -119,8 +125,16 @@ class Database:
         """A statement written for PostgreSQL only (callers check ``sqlite`` first)."""
         assert not self.sqlite
         pool = await self._asyncpg()
-        async with pool.acquire() as conn:
-            records: list[Row] = await conn.fetch(sql, *args)
+        async with pool.acquire(timeout=self.timeouts.acquire_s) as conn:
+            try:
+                records: list[Row] = await conn.fetch(sql, *args)
+            except BaseException as exc:
+                # A statement that timed out, was cancelled or lost its server leaves the
+                # connection mid-operation: close it, so the pool opens a fresh one rather
+                # than handing this one out ("another operation is in progress").
+                if isinstance(exc, asyncio.CancelledError) or is_unavailable(exc):
+                    conn.terminate()
+                raise
         return records
 
     async def _hot(self, hot: Hot, params: Mapping[str, Any], *, write: bool) -> list[Row]:

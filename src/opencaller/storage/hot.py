@@ -22,10 +22,19 @@ _PG = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
 def _constants_inline(clause: Executable) -> Any:
     """The statement with its constants (``state = 'queued'``) written into the SQL rather
     than sent as parameters: a prepared statement's generic plan then knows the value and
-    keeps using the right index as the table grows."""
+    keeps using the right index as the table grows.
+
+    A bind whose value is None stays a typed parameter (``$1::BIGINT``): a bare ``NULL`` has
+    no type, so PostgreSQL would guess one (text) where it is compared or joined, and the
+    caller's value for that name would be ignored. Its default, None, is sent when the
+    caller gives none (``SET lease_until = NULL``)."""
 
     def swap(element: Any, **_kw: Any) -> Any:
-        if isinstance(element, BindParameter) and not element.required:
+        if (
+            isinstance(element, BindParameter)
+            and not element.required
+            and element.value is not None
+        ):
             return element.render_literal_execute()
         return None
 
@@ -35,7 +44,7 @@ def _constants_inline(clause: Executable) -> Any:
 class Hot:
     """One statement, compiled for asyncpg once at import time."""
 
-    __slots__ = ("clause", "names", "sql")
+    __slots__ = ("clause", "defaults", "names", "sql")
 
     def __init__(self, clause: Executable) -> None:
         self.clause = clause
@@ -51,6 +60,14 @@ class Hot:
         self.names: tuple[str, ...] = tuple(
             n for n in compiled.positiontup or () if n not in inlined
         )
+        # Parameters the caller may leave out: those built with the value None.
+        self.defaults: dict[str, Any] = {
+            name: None
+            for bind, name in compiled.bind_names.items()
+            if name in self.names and not bind.required and bind.value is None
+        }
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
-        return [params[n] for n in self.names]
+        if not self.defaults:
+            return [params[n] for n in self.names]
+        return [params[n] if n in params else self.defaults[n] for n in self.names]

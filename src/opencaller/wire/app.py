@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import Code, UcallerError
 from ..observability import metrics
 from ..runtime import Runtime
+from ..storage.outage import describe, is_unavailable
 from ..storage.tables import authorizations
 from .auth import credentials
 from .methods import METHODS
@@ -107,9 +108,12 @@ def api_endpoint(rt: Runtime) -> Callable[[Request], Any]:
         except UcallerError as err:
             code = str(int(err.code))
             return error_response(err)
-        except Exception:
+        except Exception as exc:
             code = str(int(Code.INTERNAL))
-            log.exception("unhandled error", extra={"path": request.url.path})
+            if is_unavailable(exc):  # an outage: "retry later", one line rather than a traceback
+                log.warning("database unavailable: %s", describe(exc), extra={"path": name})
+            else:
+                log.exception("unhandled error", extra={"path": request.url.path})
             return error_response(UcallerError(Code.INTERNAL))
         finally:
             metrics.REQUESTS.labels(label, code).inc()
