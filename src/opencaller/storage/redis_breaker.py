@@ -90,7 +90,8 @@ class RedisBreaker:
                     await cast(Any, self.client.ping())
                     for callback in self._recover:
                         await callback()
-            except Exception:
+            except Exception as exc:
+                log.debug("Redis probe failed: %r", exc)
                 continue
             self.up = True
             log.warning("Redis answers again: shared counters and limits are back in Redis")

@@ -164,9 +164,9 @@ class RedisLimits:
 
     async def restart_windows(self, now: float) -> None:
         """Redis missed authorizations until ``now`` (it was away): the database counts too
-        until the longest window has passed."""
-        async with self._guard():
-            await self.batcher.run(self._since, [self.marker], [repr(now), 0])
+        until the longest window has passed. Called by the breaker's probe before it lets
+        traffic back (so not through the breaker)."""
+        await self.batcher.run(self._since, [self.marker], [repr(now), 0])
 
     async def _set_missing_marker(self, now: float) -> None:
         since = now - self.windows.day_s
