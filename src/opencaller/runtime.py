@@ -152,10 +152,12 @@ class Runtime:
         )
 
         async def recovered() -> None:
-            # Redis missed what the database counted meanwhile: both count for a while.
+            # Redis missed what the database counted meanwhile (or restarted and lost the
+            # newest data): both count for a while.
             await store.restart_windows(self.clock.now())
 
         self.redis.breaker.on_recover(recovered)
+        self.redis.batcher.on_scripts_lost.append(recovered)
         return store
 
     async def _complete_since(self, now: float) -> float:

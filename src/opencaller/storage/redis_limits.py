@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from .redis_batch import Script, ScriptBatcher
 from .redis_breaker import RedisBreaker
@@ -86,11 +87,16 @@ if w ~= '' then return {'warm'} end
 return {'ok'}
 """
 
-# KEYS[1] = the marker; ARGV[1] = a time. Moves ``since`` forward to it (never back);
-# ARGV[2] = '1' only sets a missing marker.
+# KEYS[1] = the marker; ARGV[1] = a time. ARGV[2] = '0': moves an existing marker forward to
+# that time (never back); '1': sets a missing marker. A missing marker stays missing for '0':
+# the next reservation asks the database (``establish``).
 _SINCE = """
 local since = redis.call('GET', KEYS[1])
-if since and (ARGV[2] == '1' or tonumber(since) >= tonumber(ARGV[1])) then return 0 end
+if ARGV[2] == '1' then
+  if since then return 0 end
+elseif not since or tonumber(since) >= tonumber(ARGV[1]) then
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
@@ -163,10 +169,12 @@ class RedisLimits:
         ]
 
     async def restart_windows(self, now: float) -> None:
-        """Redis missed authorizations until ``now`` (it was away): the database counts too
-        until the longest window has passed. Called by the breaker's probe before it lets
-        traffic back (so not through the breaker)."""
-        await self.batcher.run(self._since, [self.marker], [repr(now), 0])
+        """Redis may have missed authorizations until ``now`` (it was away, or restarted
+        from a snapshot): the database counts too until the longest window has passed.
+        Called by the breaker's probe and the batcher's lost-scripts hook, before traffic
+        reaches Redis again: a plain EVAL, neither through the breaker nor the batcher."""
+        client = self.batcher.client
+        await cast(Any, client.eval(_SINCE, 1, self.marker, repr(now), 0))
 
     async def _set_missing_marker(self, now: float) -> None:
         since = now - self.windows.day_s
