@@ -156,8 +156,11 @@ class Runtime:
             # newest data): both count for a while.
             await store.restart_windows(self.clock.now())
 
+        async def scripts_lost() -> None:
+            await store.scripts_lost(self.clock.now())
+
         self.redis.breaker.on_recover(recovered)
-        self.redis.batcher.on_scripts_lost.append(recovered)
+        self.redis.batcher.on_scripts_lost.append(scripts_lost)
         return store
 
     async def _complete_since(self, now: float) -> float:

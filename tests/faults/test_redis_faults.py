@@ -19,6 +19,7 @@ import pytest
 from opencaller.config import Settings
 from opencaller.domain import limits
 from opencaller.domain.clock import FakeClock
+from opencaller.storage.redis_batch import Script
 
 from ..support import Api, make_api
 from .redis_server import RedisSentinel, RedisServer, ask
@@ -228,6 +229,24 @@ async def test_a_restart_from_an_older_snapshot_keeps_the_limits(
     clock.t = t0 + 59
     assert await init_call(api, "79161230300") == 18
     assert redis_up(api)
+
+
+async def test_a_script_changed_by_an_upgrade_is_not_taken_for_a_restart(
+    api: Api, clock: FakeClock, redis_server: RedisServer
+) -> None:
+    assert await init_call(api, "79161230400") == 0
+    marker = f"{api.rt.settings.redis_prefix}limits:since"
+    before = ask(redis_server.port, "GET", marker)
+    assert api.rt.redis is not None
+    clock.advance(100)
+    # A script this Redis has never seen, as after an upgrade: loaded, nothing else moves.
+    assert await api.rt.redis.batcher.run(Script("return 7 -- a new version"), [], []) == 7
+    assert ask(redis_server.port, "GET", marker) == before
+    assert ask(redis_server.port, "SCRIPT", "FLUSH").startswith(b"+OK")
+    clock.advance(20)
+    assert await init_call(api, "79161230400") == 0
+    after = ask(redis_server.port, "GET", marker)
+    assert after != before and float(after.split(b"\r\n")[1]) == clock.now()
 
 
 @pytest.fixture

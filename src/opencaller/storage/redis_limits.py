@@ -109,6 +109,10 @@ if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 return 1
 """
 
+# Loaded once into a Redis; gone only when Redis lost all its scripts (a restart, a failover,
+# SCRIPT FLUSH) — unlike a script missing because a new version of opencaller changed it.
+_CANARY = Script("-- opencaller: Redis still has the scripts loaded before\nreturn 1")
+
 # A claim on a ``unique`` key only has to outlive the one statement that writes the row; the
 # database's unique constraint is what finally decides.
 CLAIM_MS = 10_000
@@ -175,6 +179,17 @@ class RedisLimits:
         reaches Redis again: a plain EVAL, neither through the breaker nor the batcher."""
         client = self.batcher.client
         await cast(Any, client.eval(_SINCE, 1, self.marker, repr(now), 0))
+
+    async def scripts_lost(self, now: float) -> None:
+        """A script was missing: if Redis lost all of them, it restarted (or failed over)
+        and may have lost the newest windows, so the marker moves before any script is
+        loaded again (the batcher's hook)."""
+        client = self.batcher.client
+        present = await cast(Any, client.script_exists(_CANARY.sha))
+        if present and present[0]:
+            return  # only a changed script (an upgrade)
+        await self.restart_windows(now)
+        await cast(Any, client.script_load(_CANARY.source))
 
     async def _set_missing_marker(self, now: float) -> None:
         since = now - self.windows.day_s
