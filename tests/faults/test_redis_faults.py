@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from opencaller.config import Settings
@@ -21,6 +23,7 @@ from opencaller.domain import limits
 from opencaller.domain.clock import FakeClock
 from opencaller.storage.redis_batch import Script
 
+from ..cluster import cluster, new_customer
 from ..support import Api, make_api
 from .redis_server import RedisSentinel, RedisServer, ask
 
@@ -298,3 +301,71 @@ async def test_sentinel_failover_is_a_short_blip(
         assert [a for a in answers if a["status"] is not True] == []
         # The limits now live on the new primary.
         await until(lambda: replica.keys(f"{prefix}num:*") >= 5)
+
+
+needs_pg = pytest.mark.skipif(
+    not os.environ.get("OPENCALLER_TEST_DATABASE_URL"),
+    reason="needs PostgreSQL: set OPENCALLER_TEST_DATABASE_URL (scripts/test's PG run)",
+)
+
+
+@needs_pg
+async def test_two_api_nodes_through_a_redis_outage_and_restart(
+    db_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The reported setup: API nodes in their own processes on PostgreSQL + Redis."""
+    sid, key, _ = await new_customer(db_url)
+    creds = {"service_id": sid, "key": key}
+    with cluster(
+        db_url,
+        redis_server.url,
+        tmp_path,
+        api_nodes=2,
+        workers=1,
+        redis_probe_interval_s=0.2,
+    ) as c:
+        urls = [f"http://127.0.0.1:{port}/v1.0" for port in c.ports]
+        async with httpx.AsyncClient(timeout=20) as http:
+
+            async def get(node: int, method: str, **params: Any) -> dict[str, Any]:
+                r = await http.get(f"{urls[node % 2]}/{method}", params={**creds, **params})
+                assert r.status_code == 200, r.text
+                body: dict[str, Any] = r.json()
+                return body
+
+            first = await get(0, "initCall", phone="79161230500")
+            assert first["status"] is True
+            redis_server.stop()
+            for node in (0, 1):
+                assert (await get(node, "getInfo", uid=first["ucaller_id"]))["status"] is True
+                assert (await get(node, "getBalance"))["status"] is True
+                assert (await get(node, "getService"))["status"] is True
+            # Six initCalls to one number at once, over both nodes: the database counts.
+            codes = await asyncio.gather(
+                *(get(i, "initCall", phone="79161230501") for i in range(6))
+            )
+            assert sorted(0 if b["status"] else b["code"] for b in codes) == [0] + [19] * 5
+
+            answers: list[dict[str, Any]] = []
+            stop = asyncio.Event()
+
+            async def stream(node: int) -> None:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    answers.append(await get(node, "initCall", phone=f"791612{node}{i:04d}"))
+                    answers.append(await get(node, "getBalance"))
+                    await asyncio.sleep(0.05)
+
+            tasks = [asyncio.create_task(stream(node)) for node in (0, 1)]
+            await asyncio.sleep(1)
+            await asyncio.to_thread(redis_server.start)  # back, empty
+            prefix = c.env["OPENCALLER_REDIS_PREFIX"]
+            # Both nodes use Redis again: their initCalls land in its windows.
+            await until(lambda: redis_server.keys(f"{prefix}num:791612[01]*") >= 10, 60)
+            await asyncio.to_thread(redis_server.restart)  # and once more, quickly
+            await asyncio.sleep(2)
+            stop.set()
+            await asyncio.gather(*tasks)
+            assert len(answers) > 20
+            assert [b for b in answers if b["status"] is not True] == []
