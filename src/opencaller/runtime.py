@@ -152,9 +152,8 @@ class Runtime:
         )
 
         async def recovered() -> None:
-            # Redis missed what the database counted meanwhile (or restarted and lost the
-            # newest data): both count for a while.
-            await store.restart_windows(self.clock.now())
+            # Redis missed what the database counted meanwhile: both count for a while.
+            await store.recovered(self.clock.now())
 
         async def scripts_lost() -> None:
             await store.scripts_lost(self.clock.now())

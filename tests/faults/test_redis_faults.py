@@ -172,6 +172,20 @@ async def test_a_redis_restart_costs_no_answers(
     assert redis_server.keys(f"{api.rt.settings.redis_prefix}rate:*") >= 1
 
 
+async def test_an_outage_without_initcalls_leaves_redis_in_charge(
+    api: Api, clock: FakeClock, redis_server: RedisServer
+) -> None:
+    assert await init_call(api, "79161230600") == 0
+    marker = f"{api.rt.settings.redis_prefix}limits:since"
+    before = ask(redis_server.port, "GET", marker)
+    redis_server.freeze()
+    assert (await asyncio.wait_for(api.get("getBalance"), 10))["status"] is True
+    assert not redis_up(api)
+    redis_server.thaw()
+    await until(lambda: redis_up(api))
+    assert ask(redis_server.port, "GET", marker) == before  # Redis missed nothing
+
+
 @pytest.mark.parametrize("fault", ["restart", "freeze"])
 async def test_switching_back_to_redis_keeps_the_limits(
     api: Api, clock: FakeClock, redis_server: RedisServer, fault: str

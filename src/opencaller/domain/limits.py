@@ -105,6 +105,10 @@ class LimitStore(Protocol):
         """False while the store is known to be down (the database counts meanwhile)."""
         ...
 
+    def missed(self) -> None:
+        """An authorization is being counted without the store (it was down)."""
+        ...
+
     async def reserve(
         self,
         token: str,

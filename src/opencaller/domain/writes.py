@@ -57,7 +57,10 @@ class Writes:
     def limit_store(self) -> LimitStore | None:
         """The store while it is usable; None: the database counts the limits."""
         store = self._store
-        if store is None or not store.available():
+        if store is None:
+            return None
+        if not store.available():
+            store.missed()  # the caller counts in the database: Redis will lack this one
             return None
         return store
 
@@ -136,6 +139,7 @@ class Writes:
                     now=now,
                 )
             except RedisUnavailable:
+                store.missed()
                 return await self.counted(service, values, is_test=is_test, now=now)
             if verdict != limits.DUPLICATE:
                 break
@@ -264,6 +268,7 @@ class Writes:
                 now=now,
             )
         except RedisUnavailable:
+            store.missed()
             return False
         if verdict == limits.UNKNOWN:
             return False

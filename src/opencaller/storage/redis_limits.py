@@ -113,6 +113,8 @@ return 1
 # SCRIPT FLUSH) — unlike a script missing because a new version of opencaller changed it.
 _CANARY = Script("-- opencaller: Redis still has the scripts loaded before\nreturn 1")
 
+RECOVERY_MARGIN_S = 1.0
+
 # A claim on a ``unique`` key only has to outlive the one statement that writes the row; the
 # database's unique constraint is what finally decides.
 CLAIM_MS = 10_000
@@ -151,9 +153,26 @@ class RedisLimits:
         self._release = Script(_RELEASE)
         self._since = Script(_SINCE)
         self.marker = f"{prefix}limits:since"
+        self._missed = False  # authorizations were counted without Redis (it was down)
 
     def available(self) -> bool:
         return self.breaker is None or self.breaker.up
+
+    def missed(self) -> None:
+        self._missed = True
+
+    async def recovered(self, now: float) -> None:
+        """Redis answers again (the breaker's probe): if this node counted authorizations
+        without it meanwhile, Redis lacks them. The margin covers a request that took its
+        time just before the breaker closed and is counted in the database after this."""
+        if not self._missed:
+            return
+        self._missed = False
+        try:
+            await self.restart_windows(now + RECOVERY_MARGIN_S)
+        except BaseException:
+            self._missed = True
+            raise
 
     @contextlib.asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
