@@ -186,6 +186,28 @@ async def test_an_outage_without_initcalls_leaves_redis_in_charge(
     assert ask(redis_server.port, "GET", marker) == before  # Redis missed nothing
 
 
+@pytest.mark.parametrize("state", ["down", "warm"])
+async def test_free_repeats_keep_the_number_limits(
+    api: Api, clock: FakeClock, redis_server: RedisServer, state: str
+) -> None:
+    """A repeat is checked in the transaction that writes it, whichever side counts."""
+    assert await init_call(api, "79161230700") == 0
+    if state == "down":
+        redis_server.stop()
+    else:
+        await asyncio.to_thread(redis_server.restart)  # empty: the database counts too
+    clock.advance(20)
+    first = await api.get("initCall", phone="79161230701")
+    assert first["status"] is True
+    await api.wait_final(first["ucaller_id"])
+    clock.advance(5)
+    body = await asyncio.wait_for(api.get("initRepeat", uid=first["ucaller_id"]), 10)
+    assert body["status"] is False and body["code"] == 19
+    clock.advance(10)
+    again = await asyncio.wait_for(api.get("initRepeat", uid=first["ucaller_id"]), 10)
+    assert again["status"] is True and again["free_repeated"] is True
+
+
 @pytest.mark.parametrize("fault", ["restart", "freeze"])
 async def test_switching_back_to_redis_keeps_the_limits(
     api: Api, clock: FakeClock, redis_server: RedisServer, fault: str

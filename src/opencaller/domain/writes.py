@@ -94,11 +94,16 @@ class Writes:
         now: float,
         *,
         hourly: bool = True,
+        conn: AsyncConnection | None = None,
     ) -> UcallerError:
         """The store refused while its windows may be incomplete: the database's answer
-        when it refuses too (it sees every row), else the store's."""
-        async with self.db.write() as conn:
+        when it refuses too (it sees every row), else the store's. In ``conn`` if the
+        caller has a transaction open (SQLite has one writer at a time)."""
+        if conn is not None:
             await self._check(conn, service, phone, now, hourly=hourly)
+        else:
+            async with self.db.write() as own:
+                await self._check(own, service, phone, now, hourly=hourly)
         refused = limits.refusal(verdict.removeprefix(limits.WARM_PREFIX), score, now)
         return refused or UcallerError(Code.INTERNAL)
 
@@ -273,7 +278,9 @@ class Writes:
         if verdict == limits.UNKNOWN:
             return False
         if verdict.startswith(limits.WARM_PREFIX):
-            raise await self._refuse_warm(verdict, score, service, phone, now, hourly=False)
+            raise await self._refuse_warm(
+                verdict, score, service, phone, now, hourly=False, conn=conn
+            )
         refused = limits.refusal(verdict, score, now)
         if refused is not None:
             raise refused
