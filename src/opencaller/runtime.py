@@ -77,10 +77,12 @@ class Runtime:
         options = redis_options(settings)
         if counters is None and options.configured:
             client = connect(options)
-            # Bounds one Redis operation whatever happens underneath (connect, retry, read).
-            op_timeout = 2 * (options.connect_timeout_s + options.socket_timeout_s) + 0.5
+            # A probe may go through the sentinels first: a few round trips.
+            probe_timeout = 2 * (options.connect_timeout_s + options.socket_timeout_s) + 0.5
             breaker = RedisBreaker(
-                client, probe_interval_s=settings.redis_probe_interval_s, op_timeout_s=op_timeout
+                client,
+                probe_interval_s=settings.redis_probe_interval_s,
+                probe_timeout_s=probe_timeout,
             )
             self.redis = RedisCounters(
                 options.url or "", prefix=settings.redis_prefix, client=client, breaker=breaker

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -42,13 +43,11 @@ class RedisBreaker:
         client: aioredis.Redis,
         *,
         probe_interval_s: float = 1.0,
-        op_timeout_s: float = 2.0,
+        probe_timeout_s: float = 2.0,
     ) -> None:
         self.client = client
         self.probe_interval_s = probe_interval_s
-        # A last bound on one operation, over the client's own socket timeouts (a connect
-        # through sentinels is several round trips), so no request ever waits longer.
-        self.op_timeout_s = op_timeout_s
+        self.probe_timeout_s = probe_timeout_s
         self.up = True
         self._recover: list[Callable[[], Awaitable[None]]] = []
         self._probe: asyncio.Task[None] | None = None
@@ -57,18 +56,11 @@ class RedisBreaker:
         """Run ``callback`` (against Redis) before traffic goes back to Redis."""
         self._recover.append(callback)
 
-    @contextlib.asynccontextmanager
-    async def guard(self) -> AsyncIterator[None]:
+    def guard(self) -> _Guard:
         """Around one Redis operation: RedisUnavailable at once while the breaker is open,
-        and opens it on a connection error or a timeout."""
-        if not self.up:
-            raise RedisUnavailable
-        try:
-            async with asyncio.timeout(self.op_timeout_s):
-                yield
-        except DOWN_ERRORS as exc:
-            self.trip(exc)
-            raise RedisUnavailable from exc
+        and opens it on a connection error or a timeout. (The client's socket timeouts bound
+        the operation; no timer of our own on the hot path.)"""
+        return _Guard(self)
 
     def trip(self, exc: BaseException) -> None:
         if not self.up:
@@ -86,7 +78,7 @@ class RedisBreaker:
         while True:
             await asyncio.sleep(self.probe_interval_s)
             try:
-                async with asyncio.timeout(self.op_timeout_s):
+                async with asyncio.timeout(self.probe_timeout_s):
                     await cast(Any, self.client.ping())
                     for callback in self._recover:
                         await callback()
@@ -102,3 +94,22 @@ class RedisBreaker:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
+
+
+class _Guard:
+    __slots__ = ("breaker",)
+
+    def __init__(self, breaker: RedisBreaker) -> None:
+        self.breaker = breaker
+
+    async def __aenter__(self) -> None:
+        if not self.breaker.up:
+            raise RedisUnavailable
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if exc is not None and isinstance(exc, DOWN_ERRORS):
+            self.breaker.trip(exc)
+            raise RedisUnavailable from exc
+        return False

@@ -23,7 +23,7 @@ sets it from the database (``establish``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -174,13 +174,8 @@ class RedisLimits:
             self._missed = True
             raise
 
-    @contextlib.asynccontextmanager
-    async def _guard(self) -> AsyncIterator[None]:
-        if self.breaker is None:
-            yield
-        else:
-            async with self.breaker.guard():
-                yield
+    def _guard(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext() if self.breaker is None else self.breaker.guard()
 
     def _keys(self, phone: str | None, service_id: int, unique: str | None) -> list[str]:
         p = self.prefix
