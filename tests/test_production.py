@@ -92,7 +92,7 @@ async def test_memory_and_redis_counters_agree_on_the_protocol() -> None:
 
 @needs_redis
 async def test_api_uses_redis_counters(api: Api) -> None:
-    assert isinstance(api.rt.counters, RedisCounters)
+    assert isinstance(api.rt.redis, RedisCounters)
     for _ in range(20):
         r = await api.client.get(
             "/v1.0/getBalance", params={"service_id": api.service_id, "key": "x" * 32}
@@ -100,7 +100,7 @@ async def test_api_uses_redis_counters(api: Api) -> None:
         assert r.json()["code"] == 401
     r = await api.client.get("/v1.0/getBalance", params=api.creds)
     assert r.json()["code"] == 0  # blocked IP (uCaller code 0), even with the right key
-    keys = await api.rt.counters.redis.keys(f"{api.rt.settings.redis_prefix}blocked:*")
+    keys = await api.rt.redis.redis.keys(f"{api.rt.settings.redis_prefix}blocked:*")
     assert len(keys) == 1
 
 

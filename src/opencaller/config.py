@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     # Extra time after a call's lease expired before another worker finalises it interrupted;
     # None: lease_s. Covers a database outage during which the owner could not renew.
     lease_grace_s: float | None = None
+    # Redis faults and failover (docs/deployment.md, "Redis outages" and "Redis Sentinel")
+    redis_sentinels: list[str] = Field(default_factory=list)  # "host:26379" of each sentinel
+    redis_sentinel_master: str = "mymaster"  # the name the sentinels monitor
+    redis_socket_timeout_s: float = 0.5  # a Redis reply later than this counts as an outage
+    redis_connect_timeout_s: float = 0.5
+    redis_health_check_interval_s: float = 5.0  # PING a connection idle this long before use
+    redis_probe_interval_s: float = 1.0  # while Redis is down, how often it is tried again
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -15,9 +15,12 @@ from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
 from .domain.inbound import InboundVerifications
 from .domain.throttle import Counters, MemoryCounters
+from .domain.throttle_fallback import FallbackCounters
 from .numbering import PhoneDirectory, places
 from .storage.database import Database
 from .storage.db import DbTimeouts
+from .storage.redis_breaker import RedisBreaker
+from .storage.redis_client import RedisOptions, connect
 from .storage.redis_counters import RedisCounters
 from .storage.redis_limits import RedisLimits, Windows
 from .telephony.base import InboundCall, Provider
@@ -37,6 +40,17 @@ def limit_windows() -> Windows:
         minute_s=limits.MINUTE,
         day_s=limits.DAY,
         hour_s=limits.HOUR,
+    )
+
+
+def redis_options(settings: Settings) -> RedisOptions:
+    return RedisOptions(
+        url=settings.redis_url,
+        sentinels=list(settings.redis_sentinels),
+        sentinel_master=settings.redis_sentinel_master,
+        socket_timeout_s=settings.redis_socket_timeout_s,
+        connect_timeout_s=settings.redis_connect_timeout_s,
+        health_check_interval_s=settings.redis_health_check_interval_s,
     )
 
 
@@ -71,9 +85,22 @@ class Runtime:
             settings.database_url, pool_size=settings.db_pool_size, timeouts=timeouts
         )
         self.redis: RedisCounters | None = None
-        if counters is None and settings.redis_url:
-            self.redis = RedisCounters(settings.redis_url, prefix=settings.redis_prefix)
-        self.counters: Counters = counters or self.redis or MemoryCounters()
+        options = redis_options(settings)
+        if counters is None and options.configured:
+            client = connect(options)
+            # A probe may go through the sentinels first: a few round trips.
+            probe_timeout = 2 * (options.connect_timeout_s + options.socket_timeout_s) + 0.5
+            breaker = RedisBreaker(
+                client,
+                probe_interval_s=settings.redis_probe_interval_s,
+                probe_timeout_s=probe_timeout,
+            )
+            self.redis = RedisCounters(
+                options.url or "", prefix=settings.redis_prefix, client=client, breaker=breaker
+            )
+        self.counters: Counters = counters or (
+            FallbackCounters(self.redis, MemoryCounters()) if self.redis else MemoryCounters()
+        )
         self.simulator = Simulator(settings.simulator)
         self.provider: Provider = provider or build_provider(settings, self.simulator)
         # Place names: built once per machine by a child process, then read from a file; at
@@ -136,7 +163,28 @@ class Runtime:
         per initCall, no locks in the database); without it, the database counts them."""
         if self.redis is None:
             return None
-        return RedisLimits(self.redis.batcher, prefix=self.redis.prefix, windows=limit_windows())
+        store = RedisLimits(
+            self.redis.batcher,
+            prefix=self.redis.prefix,
+            windows=limit_windows(),
+            breaker=self.redis.breaker,
+            establish=self._complete_since,
+        )
+
+        async def recovered() -> None:
+            # Redis missed what the database counted meanwhile: both count for a while.
+            await store.recovered(self.clock.now())
+
+        async def scripts_lost() -> None:
+            await store.scripts_lost(self.clock.now())
+
+        self.redis.breaker.on_recover(recovered)
+        self.redis.batcher.on_scripts_lost.append(scripts_lost)
+        return store
+
+    async def _complete_since(self, now: float) -> float:
+        async with self.db.read() as conn:
+            return await limits.complete_since(conn, now)
 
     def _notify(self) -> None:
         if self.dispatcher is not None:
@@ -145,10 +193,9 @@ class Runtime:
             self.notifier.poke()
 
     async def healthy(self) -> tuple[bool, bool]:
-        """(database, providers) — Redis, when configured, counts as part of the database."""
+        """(database, providers) — not Redis: without it the node still answers every
+        method (the database counts the limits), so it must stay in the load balancer."""
         database = await self.db.ping()
-        if database and self.redis is not None:
-            database = await self.redis.ping()
         try:
             providers = await self.provider.healthy()
         except Exception:

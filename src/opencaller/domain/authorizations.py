@@ -23,7 +23,7 @@ from ..errors import Code, UcallerError
 from ..storage.database import Database
 from ..storage.tables import authorizations, services
 from ..telephony.base import CallKind, CallRequest
-from . import billing, limits
+from . import billing
 from .accounts import Account, Service
 from .clock import Clock
 from .countries import country_of
@@ -303,11 +303,7 @@ class Authorizations:
             if kind is CallKind.VOICE and not voice_ok:
                 raise UcallerError(Code.VOICE_UNAVAILABLE)
             # Last, so that nothing is recorded for a repeat refused for another reason.
-            if self.writes.limit_store is not None:
-                await self.writes.reserve_only(service, None if root.is_test else root.phone, now)
-            elif not root.is_test:
-                await self.db.lock(conn, "phone", root.phone)
-                await limits.check_number(conn, root.phone, now)
+            await self.writes.check_repeat(conn, service, None if root.is_test else root.phone, now)
             values = self._values(
                 service=service,
                 phone=root.phone,

@@ -79,11 +79,37 @@ async def check_service_hourly(
 
 # -- limits kept outside the database (storage/redis_limits.py) ----------------------------
 
+
+async def complete_since(conn: AsyncConnection, now: float) -> float:
+    """For a new (empty) store: since when it holds every authorization of the windows. With
+    none in the last day, at once; else from now on (the database counts for a day). The
+    newest row by id (the primary key's index, not a scan); a minute's margin covers nodes
+    whose clocks disagree."""
+    newest = (await conn.execute(select(a.created_at).order_by(a.id.desc()).limit(1))).scalar()
+    if newest is not None and newest > now - DAY - MINUTE:
+        return now
+    return now - DAY
+
+
 DUPLICATE = "dup"  # another request holds a claim on the same ``unique`` key
+# Recorded, but the store's windows may miss authorizations (after an outage of the store):
+# the database counts too, and decides.
+WARM = "warm"
+WARM_PREFIX = "warm:"  # a refusal while the windows may be incomplete
+UNKNOWN = "unknown"  # the store could not tell: the database counts
 
 
 class LimitStore(Protocol):
-    """Checks and records the limits of one authorization in one atomic step."""
+    """Checks and records the limits of one authorization in one atomic step. Raises
+    RedisUnavailable (storage/redis_breaker.py) when it cannot be reached."""
+
+    def available(self) -> bool:
+        """False while the store is known to be down (the database counts meanwhile)."""
+        ...
+
+    def missed(self) -> None:
+        """An authorization is being counted without the store (it was down)."""
+        ...
 
     async def reserve(
         self,

@@ -4,12 +4,18 @@ Every API request runs at least one script (the per-second limit). Sent one by o
 costs a connection checkout, a write and a read; under load, requests reach that point in
 bursts, so the scripts called during one event-loop iteration go out as one pipeline (no
 MULTI: each script is atomic on its own) and each caller gets its own reply.
+
+Redis keeps no scripts across a restart (nor a failover to a replica): the first call that
+finds its script missing runs the ``on_scripts_lost`` hooks before loading it again, so the
+limits learn that Redis may have lost data (storage/redis_limits.py) before any script runs
+against it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,6 +33,7 @@ class ScriptBatcher:
         self.client = client
         self._pending: list[tuple[Script, list[Any], asyncio.Future[Any]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_scripts_lost: list[Callable[[], Awaitable[None]]] = []
 
     async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -47,6 +54,8 @@ class ScriptBatcher:
             replies = await self._execute([command for _, command, _ in batch])
             missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
             if missing:  # first use, or Redis restarted: load the scripts and go again
+                for hook in self.on_scripts_lost:
+                    await hook()
                 for script in {batch[i][0].sha: batch[i][0] for i in missing}.values():
                     await self.client.script_load(script.source)
                 again = await self._execute([batch[i][1] for i in missing])

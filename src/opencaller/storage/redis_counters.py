@@ -3,6 +3,10 @@
 Each operation is one Lua script, so the check and the update are atomic across nodes. Times
 come from the caller's clock (not Redis's), which keeps tests with a fake clock exact; keys
 carry a TTL only so that Redis cleans up after itself.
+
+Every operation goes through the breaker (storage/redis_breaker.py): while Redis is down it
+raises RedisUnavailable at once, and the caller (domain/throttle_fallback.py) counts in
+memory instead.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from .redis_batch import Script, ScriptBatcher
+from .redis_breaker import RedisBreaker
 
 # KEYS[1] = block key of the IP, KEYS[2] = counter of one second; ARGV[1] = ttl (s).
 # Returns {blocked-until or false, count including this hit}: one round trip per request.
@@ -58,8 +63,10 @@ class RedisCounters:
         fail_window_s: float = 300.0,
         block_s: float = 900.0,
         client: aioredis.Redis | None = None,
+        breaker: RedisBreaker | None = None,
     ) -> None:
         self.redis: aioredis.Redis = client or aioredis.Redis.from_url(url)
+        self.breaker = breaker or RedisBreaker(self.redis)
         self.prefix = prefix
         self.fail_limit = fail_limit
         self.fail_window_s = fail_window_s
@@ -75,7 +82,8 @@ class RedisCounters:
         self, ip: str, key: str, limit: int, now: float
     ) -> tuple[int | None, int | None]:
         keys = [f"{self.prefix}blocked:{ip}", f"{self.prefix}rate:{key}:{int(now)}"]
-        raw, count = await self.batcher.run(self._admit, keys, [3])
+        async with self.breaker.guard():
+            raw, count = await self.batcher.run(self._admit, keys, [3])
         blocked = None
         if raw is not None:
             until = float(raw)
@@ -85,23 +93,26 @@ class RedisCounters:
 
     async def hit_rate(self, key: str, limit: int, now: float) -> int | None:
         second = int(now)
-        count = await cast(Any, self._hit(keys=[f"{self.prefix}rate:{key}:{second}"], args=[3]))
+        async with self.breaker.guard():
+            count = await cast(Any, self._hit(keys=[f"{self.prefix}rate:{key}:{second}"], args=[3]))
         return 1 if int(count) > limit else None
 
     async def auth_failed(self, ip: str, now: float) -> None:
         # Members must be unique even when two failures share a timestamp.
         self._seq += 1
         member = f"{now!r}:{self._node}:{self._seq}"
-        await cast(
-            Any,
-            self._fail(
-                keys=[f"{self.prefix}fails:{ip}", f"{self.prefix}blocked:{ip}"],
-                args=[now, self.fail_window_s, self.fail_limit, self.block_s, member],
-            ),
-        )
+        async with self.breaker.guard():
+            await cast(
+                Any,
+                self._fail(
+                    keys=[f"{self.prefix}fails:{ip}", f"{self.prefix}blocked:{ip}"],
+                    args=[now, self.fail_window_s, self.fail_limit, self.block_s, member],
+                ),
+            )
 
     async def blocked_for(self, ip: str, now: float) -> int | None:
-        raw = await self.redis.get(f"{self.prefix}blocked:{ip}")
+        async with self.breaker.guard():
+            raw = await self.redis.get(f"{self.prefix}blocked:{ip}")
         if raw is None:
             return None
         until = float(raw)
@@ -116,4 +127,5 @@ class RedisCounters:
             return False
 
     async def close(self) -> None:
+        await self.breaker.close()
         await self.redis.aclose()
