@@ -23,7 +23,8 @@ from .params import Args
 Handler = Callable[[Runtime, Caller, Args], Awaitable[dict[str, Any]]]
 
 
-def _phone(args: Args, *, required: bool = True) -> str:
+def _phone(args: Args) -> str:
+    """ASCII digits (domain/phones.py): every per-number limit is keyed on this one form."""
     raw = args.get("phone")
     if raw is None or raw == "":
         raise UcallerError(Code.BAD_PARAMETER, "Parameter 'phone' is required")
@@ -47,7 +48,9 @@ async def init_call(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
     if raw_code not in (None, ""):
         code = parse_code(raw_code)
         if code is None:
-            raise UcallerError(Code.BAD_PARAMETER, "Parameter 'code' must be 1 to 4 digits")
+            raise UcallerError(
+                Code.BAD_PARAMETER, "Parameter 'code' must be 1 to 4 ASCII digits (0-9)"
+            )
     client = args.text("client", max_len=64)
     unique = args.text("unique", max_len=64) or None
     kind = CallKind.FLASH
