@@ -14,15 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from opencaller.cli.main import app as cli
+from opencaller.config import Settings
 from opencaller.domain.clock import FakeClock
 from opencaller.domain.settings import ServiceSettings
+from opencaller.numbering.mnp import parse_mnp_text
+from opencaller.numbering.registry import RegistryFormatError
 from opencaller.storage.tables import authorizations
 
 from .conftest import REDIS_URL
 from .live import LiveServer, start_server
-from .support import Api, add_customer
+from .support import Api, add_customer, make_api
 
 BILLED_PHONE = "79161234567"  # a real-looking number: the simulator answers, the call is billed
 TEST_PHONE = "79000000001"  # a configured test number: free
@@ -517,6 +523,47 @@ def test_raw_bytes_on_a_real_server(live: LiveServer) -> None:
     assert send(f"GET /v1.0/getBalance?service_id=%C2%B2&key={live.key} HTTP/1.1")["code"] == 401
     arabic = "".join(f"%D9%{0xA0 + int(d):02X}" for d in str(live.service_id))
     assert send(f"GET /v1.0/getBalance?service_id={arabic}&key={live.key} HTTP/1.1")["code"] == 401
+
+    # The command line sends what it cannot read as digits on to the server: error 3, no call.
+    env = {
+        "OPENCALLER_URL": live.url,
+        "OPENCALLER_SERVICE_ID": str(live.service_id),
+        "OPENCALLER_KEY": live.key,
+    }
+    for phone in ("+" + spell(BILLED_PHONE, FOREIGN[0]), "7916abc1234567"):
+        result = CliRunner().invoke(cli, ["call", phone, "--json"], env=env)
+        assert result.exit_code != 0
+        assert "error 3:" in result.stderr and "ucaller_id" not in result.stdout, result.stderr
+    result = CliRunner().invoke(cli, ["call", "+7 (900) 000-00-01", "--json"], env=env)
+    assert result.exit_code == 0, result.stderr
+
     live.kill()
     log = live.output.read_text(errors="replace")
     assert "unhandled error" not in log and "Traceback" not in log, log
+
+
+# -- the other places a phone enters -------------------------------------------------------
+
+
+async def test_test_numbers_setting_is_normalised_like_the_api(
+    settings: Settings, clock: FakeClock
+) -> None:
+    custom = Settings(**{**settings.model_dump(), "test_numbers": ["+7 (916) 123-45-67"]})
+    assert custom.test_numbers == [BILLED_PHONE]
+    async with make_api(custom, clock) as api:
+        body = await api.get("initCall", phone=BILLED_PHONE)
+        info = await api.get("getInfo", uid=body["ucaller_id"])
+        assert info["is_test"] is True and info["cost"] == 0
+    for bad in (spell(BILLED_PHONE, FOREIGN[0]), "7916abc", ""):
+        with pytest.raises(ValidationError):
+            Settings(**{**settings.model_dump(), "test_numbers": [bad]})
+        with pytest.raises(ValidationError):
+            Settings(**{**settings.model_dump(), "test_ranges": [bad]})
+
+
+def test_an_mnp_file_with_other_digits_is_refused(tmp_path: Path) -> None:
+    ok = parse_mnp_text("number;operator\n79161234567;MTS\n", tmp_path / "ok.csv")
+    assert [p.number for p in ok] == [int(BILLED_PHONE)]
+    for number in (spell(BILLED_PHONE, FOREIGN[0]), BILLED_PHONE[:-1] + "\u0667"):
+        with pytest.raises(RegistryFormatError):
+            parse_mnp_text(f"number;operator\n{number};MTS\n", tmp_path / "bad.csv")

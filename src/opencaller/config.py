@@ -11,8 +11,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .domain.phones import digits
 
 
 class SimulatorSettings(BaseModel):
@@ -65,6 +67,18 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Files derived from installed packages (the place-name table); default: see docs
     cache_dir: str | None = None
+
+    @field_validator("test_numbers", "test_ranges")
+    @classmethod
+    def _phone_digits(cls, value: list[str]) -> list[str]:
+        # The API's one normalisation (ASCII digits), so "+7 900 000-00-01" matches the call.
+        found = []
+        for raw in value:
+            number = digits(raw)
+            if not number:
+                raise ValueError(f"{raw!r} is not a phone number (ASCII digits, + - ( ) spaces)")
+            found.append(number)
+        return found
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
