@@ -27,6 +27,7 @@ from opencaller.numbering.registry import RegistryFormatError
 from opencaller.storage.tables import authorizations
 
 from .conftest import REDIS_URL
+from .dashboard_support import new_page
 from .live import LiveServer, start_server
 from .support import Api, add_customer, make_api
 
@@ -568,3 +569,27 @@ def test_an_mnp_file_with_other_digits_is_refused(tmp_path: Path) -> None:
     for number in (spell(BILLED_PHONE, FOREIGN[0]), BILLED_PHONE[:-1] + "\u0667"):
         with pytest.raises(RegistryFormatError):
             parse_mnp_text(f"number;operator\n{number};MTS\n", tmp_path / "bad.csv")
+
+
+async def test_dashboard_numbers_in_other_digits_are_ignored_or_not_found(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    page = new_page(api.client)
+    await page.sign_up()
+    for query in (
+        {"service": "\u00b2"},
+        {"service": "\u0661\u0662"},
+        {"service": "9" * 5000},
+        {"days": "\u00b2"},
+        {"days": "9" * 5000},
+    ):
+        r = await page.get("/dashboard/stats", **query)
+        assert r.status_code in (200, 404), (query, r.status_code)
+    for query in ({"service": "\u00b2"}, {"page": "\u2460"}, {"page": "9" * 5000}):
+        r = await page.get("/dashboard/log", **query)
+        assert r.status_code in (200, 404), (query, r.status_code)
+    # The log search keeps ASCII digits only.
+    r = await page.get("/dashboard/log", phone="\u0667\u0669")
+    assert r.status_code == 200
+    await page.client.aclose()
+    no_unhandled_errors(caplog)
