@@ -128,6 +128,25 @@ async def test_one_number_in_every_digit_script_is_one_call(
     no_unhandled_errors(caplog)
 
 
+async def test_a_national_prefix_after_the_country_code_is_the_same_number(
+    roomy: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libphonenumber reads +7 8 916... as +7 916...: the limits must too."""
+    api = roomy
+    first = await api.get("initCall", phone=BILLED_PHONE)
+    assert first["status"] is True, first
+    for phone in ("789161234567", "+7 8 (916) 123-45-67", 789161234567):
+        body = await api.get("initCall", phone=phone)
+        assert body["status"] is False and body["code"] == 19, (phone, body)  # 15 s apart
+    assert await count_authorizations(api) == 1
+    # The same for another country: +44 020... is +44 20...
+    uk = await api.get("initCall", phone="442070313000")
+    assert uk["status"] is True, uk
+    again = await api.get("initCall", phone="4402070313000")
+    assert again["status"] is False and again["code"] == 19, again
+    no_unhandled_errors(caplog)
+
+
 async def test_check_phone_takes_ascii_digits_only(
     roomy: Api, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -11,10 +11,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .domain.phones import digits
+from .domain.phones import digits, e164
 
 
 class SimulatorSettings(BaseModel):
@@ -70,11 +70,11 @@ class Settings(BaseSettings):
 
     @field_validator("test_numbers", "test_ranges")
     @classmethod
-    def _phone_digits(cls, value: list[str]) -> list[str]:
+    def _phone_digits(cls, value: list[str], info: ValidationInfo) -> list[str]:
         # The API's one normalisation (ASCII digits), so "+7 900 000-00-01" matches the call.
         found = []
         for raw in value:
-            number = digits(raw)
+            number = e164(raw) if info.field_name == "test_numbers" else digits(raw)
             if not number:
                 raise ValueError(f"{raw!r} is not a phone number (ASCII digits, + - ( ) spaces)")
             found.append(number)

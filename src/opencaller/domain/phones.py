@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import secrets
 
+import phonenumbers
+
 # What people type around the digits of a number; a "+" decoded from a query string is a space.
 _PUNCTUATION = re.compile(r"[ \t+\-()]+")
 _ASCII_DIGITS = re.compile(r"[0-9]+")
@@ -58,6 +60,23 @@ def digits(raw: object) -> str:
         return ""
     text = _PUNCTUATION.sub("", raw.strip(" \t\r\n"))
     return text if is_ascii_digits(text) else ""
+
+
+def e164(raw: object) -> str:
+    """The one form of a phone number every per-number limit is keyed on: :func:`digits`,
+    then, for a number libphonenumber knows as valid, its E.164 digits. Without this step
+    ``789161234567`` (a national "8" kept after the country code) would be a second spelling
+    of ``79161234567``, and ``4402070313000`` of ``442070313000``. "" if not a number."""
+    found = digits(raw)
+    if not 8 <= len(found) <= 16:
+        return found
+    try:
+        number = phonenumbers.parse("+" + found)
+    except phonenumbers.NumberParseException:
+        return found
+    if not phonenumbers.is_valid_number(number):
+        return found  # the caller answers error 3, unless it is a configured test number
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
 
 
 def mask(phone: str) -> str:

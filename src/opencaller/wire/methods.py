@@ -11,7 +11,7 @@ from ..domain import billing
 from ..domain.accounts import get_account
 from ..domain.authentication import Caller
 from ..domain.money import to_rub
-from ..domain.phones import digits, parse_code
+from ..domain.phones import e164, parse_code
 from ..errors import Code, UcallerError
 from ..numbering import InvalidPhoneNumber, InvalidReason
 from ..runtime import Runtime
@@ -24,11 +24,11 @@ Handler = Callable[[Runtime, Caller, Args], Awaitable[dict[str, Any]]]
 
 
 def _phone(args: Args) -> str:
-    """ASCII digits (domain/phones.py): every per-number limit is keyed on this one form."""
+    """ASCII digits in E.164 form (domain/phones.py): every per-number limit is keyed on it."""
     raw = args.get("phone")
     if raw is None or raw == "":
         raise UcallerError(Code.BAD_PARAMETER, "Parameter 'phone' is required")
-    phone = digits(raw)
+    phone = e164(raw)
     if not phone:
         raise UcallerError(Code.BAD_PHONE)
     return phone
