@@ -74,9 +74,10 @@ def e164(raw: object) -> str:
         number = phonenumbers.parse("+" + found)
     except phonenumbers.NumberParseException:
         return found
-    if not phonenumbers.is_valid_number(number):
-        return found  # the caller answers error 3, unless it is a configured test number
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    canonical = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    if canonical == found or not phonenumbers.is_valid_number(number):
+        return found  # as it is; if invalid the caller answers error 3 (unless a test number)
+    return canonical
 
 
 def mask(phone: str) -> str:
