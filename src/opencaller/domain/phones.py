@@ -42,7 +42,7 @@ def as_id(raw: object) -> int | None:
 
 
 def digits(raw: object) -> str:
-    """The one normalisation of a phone number wherever one enters: ASCII digits only.
+    """The characters of a phone number wherever one enters: ASCII digits only.
 
     ``+7 (900) 000-00-01``, ``%2B7…`` decoded, a JSON integer -> ``79000000001``. Only spaces,
     tabs, ``+``, ``-``, ``(`` and ``)`` are removed; anything else (letters, other digits,

@@ -41,13 +41,13 @@ class Args:
         if isinstance(v, (dict, list)):
             raise UcallerError(Code.BAD_PARAMETER, f"Parameter '{name}' must be a string")
         s = v if isinstance(v, str) else _scalar_text(v)
-        if _CONTROL.search(s):
-            raise UcallerError(
-                Code.BAD_PARAMETER, f"Parameter '{name}' must not contain control characters"
-            )
         if max_len is not None and len(s) > max_len:
             raise UcallerError(
                 Code.BAD_PARAMETER, f"Parameter '{name}' is longer than {max_len} characters"
+            )
+        if _CONTROL.search(s):
+            raise UcallerError(
+                Code.BAD_PARAMETER, f"Parameter '{name}' must not contain control characters"
             )
         return s
 
