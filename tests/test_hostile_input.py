@@ -474,7 +474,15 @@ async def test_get_info_of_an_inbound_verification_has_no_code(api: Api) -> None
 
 async def test_unknown_verbs_get_the_error_object(api: Api, clock: FakeClock) -> None:
     for verb in ("TRACE", "FOO", "CONNECT", "PROPFIND"):
-        for path in ("/health", "//health", "/v1.0/health", "/v1.0/getBalance", "/nowhere"):
+        for path in (
+            "/health",
+            "//health",
+            "/v1.0/health",
+            "/v1.0/getBalance",
+            "/nowhere",
+            "/metrics",
+            "/livez",
+        ):
             clock.advance(1)
             r = await api.client.request(verb, path, params=api.creds)
             assert r.status_code == 200, (verb, path)
