@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from opencaller.cli.main import app as cli
-from opencaller.config import Settings
+from opencaller.config import Settings, SimulatorSettings
 from opencaller.domain.clock import FakeClock
 from opencaller.domain.settings import ServiceSettings
 from opencaller.numbering.mnp import parse_mnp_text
@@ -577,12 +577,21 @@ def test_raw_bytes_on_a_real_server(live: LiveServer) -> None:
 async def test_test_numbers_setting_is_normalised_like_the_api(
     settings: Settings, clock: FakeClock
 ) -> None:
-    custom = Settings(**{**settings.model_dump(), "test_numbers": ["+7 (916) 123-45-67"]})
+    dumped = settings.model_dump()
+    dumped["test_numbers"] = ["+7 (916) 123-45-67"]
+    dumped["simulator"]["outcomes"] = {"+7 (916) 123-45-68": "busy"}
+    custom = Settings(**dumped)
     assert custom.test_numbers == [BILLED_PHONE]
+    assert custom.simulator.outcomes == {"79161234568": "busy"}
     async with make_api(custom, clock) as api:
         body = await api.get("initCall", phone=BILLED_PHONE)
         info = await api.get("getInfo", uid=body["ucaller_id"])
         assert info["is_test"] is True and info["cost"] == 0
+        body = await api.get("initCall", phone="79161234568")
+        info = await api.wait_final(body["ucaller_id"])
+        assert info["call_outcome"] == "busy"
+    with pytest.raises(ValidationError):
+        SimulatorSettings(outcomes={spell(BILLED_PHONE, FOREIGN[0]): "busy"})
     for bad in (spell(BILLED_PHONE, FOREIGN[0]), "7916abc", ""):
         with pytest.raises(ValidationError):
             Settings(**{**settings.model_dump(), "test_numbers": [bad]})

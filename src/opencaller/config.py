@@ -30,6 +30,18 @@ class SimulatorSettings(BaseModel):
     # Confirmation number handed out by inboundCallWaiting when no SIP trunk is configured.
     inbound_number: str | None = "79990000000"
 
+    @field_validator("outcomes")
+    @classmethod
+    def _outcome_numbers(cls, value: dict[str, str]) -> dict[str, str]:
+        # Keyed like the calls they apply to (the API's one form of a phone number).
+        found = {}
+        for raw, outcome in value.items():
+            number = e164(raw)
+            if not number:
+                raise ValueError(f"{raw!r} is not a phone number (ASCII digits, + - ( ) spaces)")
+            found[number] = outcome
+        return found
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
