@@ -11,8 +11,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .domain.phones import digits, e164
 
 
 class SimulatorSettings(BaseModel):
@@ -27,6 +29,18 @@ class SimulatorSettings(BaseModel):
     log_path: str | None = None
     # Confirmation number handed out by inboundCallWaiting when no SIP trunk is configured.
     inbound_number: str | None = "79990000000"
+
+    @field_validator("outcomes")
+    @classmethod
+    def _outcome_numbers(cls, value: dict[str, str]) -> dict[str, str]:
+        # Keyed like the calls they apply to (the API's one form of a phone number).
+        found = {}
+        for raw, outcome in value.items():
+            number = e164(raw)
+            if not number:
+                raise ValueError(f"{raw!r} is not a phone number (ASCII digits, + - ( ) spaces)")
+            found[number] = outcome
+        return found
 
 
 class Settings(BaseSettings):
@@ -99,6 +113,18 @@ class Settings(BaseSettings):
     redis_connect_timeout_s: float = 0.5
     redis_health_check_interval_s: float = 5.0  # PING a connection idle this long before use
     redis_probe_interval_s: float = 1.0  # while Redis is down, how often it is tried again
+
+    @field_validator("test_numbers", "test_ranges")
+    @classmethod
+    def _phone_digits(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # The API's one normalisation (ASCII digits), so "+7 900 000-00-01" matches the call.
+        found = []
+        for raw in value:
+            number = e164(raw) if info.field_name == "test_numbers" else digits(raw)
+            if not number:
+                raise ValueError(f"{raw!r} is not a phone number (ASCII digits, + - ( ) spaces)")
+            found.append(number)
+        return found
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

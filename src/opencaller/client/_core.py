@@ -66,13 +66,15 @@ class ProtocolError(UcallerAPIError):
     """The answer is not a uCaller answer (not JSON, or fields of the wrong type)."""
 
 
-_NON_DIGITS = re.compile(r"\D")
+# Only what people type around digits; anything else (letters, digits of other scripts) is
+# sent as it is so the server names what is wrong with it rather than calling a guess.
+_PUNCTUATION = re.compile(r"[ \t+\-()]+")
 
 
 def phone_digits(phone: str | int) -> str:
     """``+7 (900) 000-00-01`` -> ``79000000001``; uCaller wants digits only (spec §5.1)."""
-    found = _NON_DIGITS.sub("", str(phone))
-    return found or str(phone)  # let the server name what is wrong with it
+    found = _PUNCTUATION.sub("", str(phone).strip())
+    return found or str(phone)
 
 
 def auth_code(code: str | int) -> str:

@@ -95,9 +95,11 @@ def parse_networks(text: str) -> tuple[list[str], list[str]]:
 
 
 def parse_int(text: str | None, *, low: int, high: int) -> int | None:
-    if text is None or not text.strip().isdigit():
+    s = (text or "").strip()
+    # ASCII only: str.isdigit takes "²", which int() refuses; 18 digits keep int() cheap.
+    if not (s.isascii() and s.isdigit()) or len(s) > 18:
         return None
-    value = int(text.strip())
+    value = int(s)
     return value if low <= value <= high else None
 
 

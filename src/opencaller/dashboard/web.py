@@ -247,6 +247,6 @@ def page(dash: Dash, view: View, *, public: bool = False, admin: bool = False) -
 
 def int_param(raw: str | None) -> int:
     """A path id; anything that is not a plain number is simply not found."""
-    if raw is None or not raw.isdigit() or len(raw) > 18:
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise NotFound
     return int(raw)

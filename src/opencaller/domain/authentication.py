@@ -1,5 +1,9 @@
 """Who is calling: a service's secret key checked in constant time, then the state of the
-service and its account, the IP allow-list, and the per-second limit."""
+service and its account, the IP allow-list, and the per-second limit.
+
+An unknown service id and a wrong key for a known one take the same path (the same reads,
+cached alike, a comparison against a key of the same length, the same failure counting), so
+the answer and its timing do not tell whether a service id exists."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from dataclasses import dataclass
 
 from ..errors import Code, UcallerError
 from ..storage.database import Database
-from .accounts import Account, Service, get_account, get_service
+from .accounts import Account, Service, get_account, get_service, new_secret_key
+from .phones import as_id
 from .throttle import Counters
 
 
@@ -28,9 +33,11 @@ class Authenticator:
         self.cache_s = cache_s
         # service id -> (loaded at, service, account); a short cache keeps one read off
         # every request, and changes made in the dashboard apply within cache_s.
-        self._cache: dict[int, tuple[float, Service, Account]] = {}
+        # Unknown ids are cached too, so they are not told apart by a cache miss.
+        self._cache: dict[int, tuple[float, tuple[Service, Account] | None]] = {}
         # Requests that miss the cache together share one read instead of one each.
         self._loading: dict[int, asyncio.Task[tuple[Service, Account] | None]] = {}
+        self._dummy_key = new_secret_key()
 
     def forget(self, service_id: int | None = None) -> None:
         if service_id is None:
@@ -42,7 +49,7 @@ class Authenticator:
         now = time.monotonic()
         hit = self._cache.get(service_id)
         if hit is not None and now - hit[0] < self.cache_s:
-            return hit[1], hit[2]
+            return hit[1]
         task = self._loading.get(service_id)
         if task is None:
             task = asyncio.ensure_future(self._read(service_id, now))
@@ -53,23 +60,25 @@ class Authenticator:
     async def _read(self, service_id: int, now: float) -> tuple[Service, Account] | None:
         async with self.db.read() as conn:
             service = await get_service(conn, service_id)
-            account = await get_account(conn, service.account_id) if service else None
-        if service is None or account is None:
-            return None
+            # Read an account even for an unknown service (id 0 never exists): same round trips.
+            account = await get_account(conn, service.account_id if service else 0)
+        loaded = (service, account) if service is not None and account is not None else None
         if self.cache_s > 0:
             if len(self._cache) > 50_000:
                 self._cache.clear()
-            self._cache[service_id] = (now, service, account)
-        return service, account
+            self._cache[service_id] = (now, loaded)
+        return loaded
 
     async def authenticate(self, key: object, service_id: object, ip: str, now: float) -> Caller:
         loaded = None
-        sid = _as_id(service_id)
-        if key is not None and sid is not None:
+        sid = as_id(service_id)
+        given = _key_bytes(key)
+        if given is not None and sid is not None:
             loaded = await self._load(sid)
-        if loaded is None or not hmac.compare_digest(
-            str(key).encode(), loaded[0].secret_key.encode()
-        ):
+        expected = loaded[0].secret_key if loaded is not None else self._dummy_key
+        # Compared even when nothing was loaded, against a key of the same length.
+        matches = hmac.compare_digest(given or b"", expected.encode())
+        if loaded is None or not matches:
             blocked = await self.counters.blocked_for(ip, now)
             if blocked is not None:
                 raise UcallerError(Code.IP_BLOCKED, retry_after=blocked)
@@ -96,11 +105,14 @@ class Authenticator:
         return Caller(service, account)
 
 
-def _as_id(raw: object) -> int | None:
-    if isinstance(raw, bool) or raw is None:
+def _key_bytes(raw: object) -> bytes | None:
+    """The key as sent (a string, or a number some clients make of it), else None."""
+    if isinstance(raw, bool) or raw is None or raw == "":
         return None
-    s = str(raw).strip()
-    return int(s) if s.isdigit() and len(s) <= 18 else None
+    if isinstance(raw, (str, int)):
+        # A header arrives as latin-1 text; JSON may carry lone surrogates: never raise here.
+        return str(raw).encode("utf-8", "replace")
+    return None
 
 
 def _ip_allowed(ip: str, allowlist: list[str]) -> bool:

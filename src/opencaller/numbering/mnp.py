@@ -37,7 +37,7 @@ from opencaller.storage.numbering_tables import ported_numbers
 _NUMBER_NAMES = {"number", "номер", "msisdn", "phone", "телефон"}
 _OPERATOR_NAMES = {"operator", "ownerid", "оператор", "recipient", "owner"}
 _MNC_NAMES = {"mnc"}
-_NON_DIGITS = re.compile(r"\D")
+_NON_DIGITS = re.compile(r"[^0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,8 @@ class PortedNumber:
 
 
 def russian_number(text: str) -> int | None:
+    if any(ch.isdigit() and not ch.isascii() for ch in text):
+        return None  # digits of other scripts would make a second spelling of a number
     digits = _NON_DIGITS.sub("", text)
     if len(digits) == 10:
         return int("7" + digits)
@@ -99,7 +101,7 @@ def parse_mnp_text(text: str, source: str | Path) -> list[PortedNumber]:
             raise RegistryFormatError(source, line_no, "operator is empty")
         mnc: int | None = None
         if 0 <= mnc_at < len(fields) and fields[mnc_at]:
-            if not fields[mnc_at].isdigit():
+            if not (fields[mnc_at].isascii() and fields[mnc_at].isdigit()):
                 raise RegistryFormatError(
                     source, line_no, f"MNC {fields[mnc_at]!r} is not a number"
                 )

@@ -1,9 +1,12 @@
 """Turn whatever a client sends as ``phone`` into an E.164 number, or say why it can't.
 
-Accepted: a JSON number or a string with digits and the punctuation people type around them
-(spaces, ``+``, ``-``, ``(``, ``)``, ``.``, ``/``). Without a ``+`` the input is read the way
-uCaller documents it (digits with the country code, e.g. ``79091000000``) unless it only makes
-sense as a national number of ``default_region`` (``89091000000``, ``9091000000``).
+Accepted: a JSON number or a string with ASCII digits and the punctuation people type around
+them (spaces, ``+``, ``-``, ``(``, ``)``, ``.``, ``,``, ``/``, no-break space, Unicode dashes).
+Digits of other scripts (Arabic-Indic, full-width, superscript ...) are not digits here: one
+number must have one spelling, or the per-number limits could be dodged. Without a ``+`` the
+input is read the way uCaller documents it (digits with the country code, e.g.
+``79091000000``) unless it only makes sense as a national number of ``default_region``
+(``89091000000``, ``9091000000``).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberType
 DEFAULT_REGION = "RU"
 MAX_INPUT_CHARS = 64  # longer text is not a phone number; don't hand it to the parser
 
-_ALLOWED = re.compile(r"[\d\s+\-().,/\u00a0\u2010-\u2015]+")
-_NON_DIGITS = re.compile(r"\D")
+# re.ASCII: \s is ASCII whitespace only; the no-break space and the dashes are named.
+_ALLOWED = re.compile(r"[0-9\s+\-().,/\u00a0\u2010-\u2015]+", re.ASCII)
+_NON_DIGITS = re.compile(r"[^0-9]")
 
 
 class InvalidReason(StrEnum):
@@ -87,9 +91,13 @@ def _as_text(raw: object) -> str:
     if isinstance(raw, bool):  # bool is an int; True is not a phone number
         raise InvalidPhoneNumber(str(raw), InvalidReason.NOT_A_NUMBER)
     if isinstance(raw, int):
+        if raw < 0:
+            raise InvalidPhoneNumber(str(raw), InvalidReason.NOT_A_NUMBER)
+        if raw >= 10**MAX_INPUT_CHARS:
+            raise InvalidPhoneNumber("(a number too long to show)", InvalidReason.TOO_LONG)
         return str(raw)
     if isinstance(raw, float):
-        if raw.is_integer() and raw > 0:
+        if raw.is_integer() and 0 < raw < 1e20:
             return str(int(raw))
         raise InvalidPhoneNumber(str(raw), InvalidReason.NOT_A_NUMBER)
     if isinstance(raw, str):

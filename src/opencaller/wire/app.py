@@ -91,7 +91,7 @@ def api_endpoint(rt: Runtime) -> Callable[[Request], Any]:
 
     async def endpoint(request: Request) -> Response:
         name = method_name(request.scope["path"])
-        if name == "health":
+        if name == "health" and request.method in ALL_METHODS:
             return await health(rt)
         started = time.perf_counter()
         label = name if name in METHODS else "unknown"
@@ -139,12 +139,24 @@ class ApiApp(Starlette):
         self._api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and method_name(scope["path"]) in METHODS:
+        if scope["type"] == "http" and _api_request(scope):
             scope["app"] = self
             response = await self._api(Request(scope, receive))
             await response(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+def _api_request(scope: Scope) -> bool:
+    """A uCaller method, or a request the router would answer in plain text: a verb no
+    route takes (``TRACE``, ``FOO``), or a target that is not a path (``OPTIONS *``); the
+    endpoint answers those with the uCaller error object 405."""
+    path = scope["path"]
+    return (
+        method_name(path) in METHODS
+        or not path.startswith("/")
+        or scope["method"] not in ALL_METHODS
+    )
 
 
 def create_api_app(rt: Runtime, extra_routes: list[BaseRoute] | None = None) -> Starlette:

@@ -11,7 +11,7 @@ from ..domain import billing
 from ..domain.accounts import get_account
 from ..domain.authentication import Caller
 from ..domain.money import to_rub
-from ..domain.phones import digits, parse_code
+from ..domain.phones import e164, parse_code
 from ..errors import Code, UcallerError
 from ..numbering import InvalidPhoneNumber, InvalidReason
 from ..runtime import Runtime
@@ -23,11 +23,12 @@ from .params import Args
 Handler = Callable[[Runtime, Caller, Args], Awaitable[dict[str, Any]]]
 
 
-def _phone(args: Args, *, required: bool = True) -> str:
+def _phone(args: Args) -> str:
+    """ASCII digits in E.164 form (domain/phones.py): every per-number limit is keyed on it."""
     raw = args.get("phone")
     if raw is None or raw == "":
         raise UcallerError(Code.BAD_PARAMETER, "Parameter 'phone' is required")
-    phone = digits(raw)
+    phone = e164(raw)
     if not phone:
         raise UcallerError(Code.BAD_PHONE)
     return phone
@@ -47,7 +48,9 @@ async def init_call(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
     if raw_code not in (None, ""):
         code = parse_code(raw_code)
         if code is None:
-            raise UcallerError(Code.BAD_PARAMETER, "Parameter 'code' must be 1 to 4 digits")
+            raise UcallerError(
+                Code.BAD_PARAMETER, "Parameter 'code' must be 1 to 4 ASCII digits (0-9)"
+            )
     client = args.text("client", max_len=64)
     unique = args.text("unique", max_len=64) or None
     kind = CallKind.FLASH

@@ -6,6 +6,7 @@ Values arrive as strings or JSON scalars; the helpers here coerce them leniently
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +16,14 @@ import orjson
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
+from ..domain.phones import as_id
 from ..errors import Code, UcallerError
 
 _TRUE = {"true", "1", "on", "yes", "y"}
 _FALSE = {"false", "0", "off", "no", "n", ""}
+# C0 controls (NUL included: PostgreSQL cannot store it), DEL, C1 controls, and lone
+# surrogates (not encodable): never part of a client name, key or URL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(slots=True)
@@ -41,6 +46,10 @@ class Args:
         if max_len is not None and len(s) > max_len:
             raise UcallerError(
                 Code.BAD_PARAMETER, f"Parameter '{name}' is longer than {max_len} characters"
+            )
+        if _CONTROL.search(s):
+            raise UcallerError(
+                Code.BAD_PARAMETER, f"Parameter '{name}' must not contain control characters"
             )
         return s
 
@@ -65,13 +74,11 @@ class Args:
             v = self.values.get(name)
             if v is None or v == "":
                 continue
-            if isinstance(v, bool):
-                break
-            if isinstance(v, float) and v.is_integer():
+            if isinstance(v, float) and v.is_integer() and 0 <= v < 1e18:
                 v = int(v)
-            s = str(v).strip()
-            if s.isdigit() and len(s) <= 18:
-                return int(s)
+            found = as_id(v)
+            if found is not None:
+                return found
             raise UcallerError(Code.BAD_PARAMETER, f"Parameter '{name}' must be a positive integer")
         return None
 

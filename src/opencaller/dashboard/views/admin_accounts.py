@@ -29,7 +29,7 @@ async def accounts_list(ctx: Ctx, errors: list[str] | None = None, status: int =
             accounts.c.email.contains(search.lower(), autoescape=True),
             accounts.c.phone.contains(search, autoescape=True),
         ]
-        if search.isdigit() and len(search) <= 18:
+        if search.isascii() and search.isdigit() and len(search) <= 18:
             alts.append(accounts.c.id == int(search))
         cond.append(or_(*alts))
     async with ctx.rt.db.read() as conn:
