@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 # One implementation of the signature for both sides: customers verify with the same module.
 from opencaller.client.webhooks import EVENT_HEADER, SIGNATURE_HEADER, sign
+from opencaller.storage.outage import describe, is_unavailable
 from opencaller.storage.tables import services
 from opencaller.storage.webhook_tables import webhook_outbox as wo
 
@@ -223,13 +224,22 @@ class WebhookDeliverer:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Loop until ``stop`` is set (or the task is cancelled)."""
         stop = stop or asyncio.Event()
+        outage = False  # an unreachable database is said once, not every poll
         try:
             while not stop.is_set():
                 try:
                     n = await self.run_once()
-                except Exception:
-                    log.exception("webhook delivery round failed")
+                except Exception as exc:
                     n = 0
+                    if not is_unavailable(exc):
+                        log.exception("webhook delivery round failed")
+                    elif not outage:
+                        outage = True
+                        log.warning("webhook delivery paused: %s", describe(exc))
+                else:
+                    if outage:
+                        outage = False
+                        log.info("webhook delivery resumed: database reachable again")
                 if n < self.batch:  # drained: wait for more
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.poll_interval_s)
