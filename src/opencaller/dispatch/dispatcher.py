@@ -279,6 +279,9 @@ class Dispatcher:
             except Exception as exc:
                 log.exception("provider failed", extra={"ucaller_id": request.ucaller_id})
                 report = CallReport(outcome=Outcome.NETWORK_ERROR, reason=f"provider error: {exc}")
+            # The call is over: its lease is renewed again for as long as its outcome waits
+            # for the database, however late that is past the call's deadline.
+            self._renew_until.pop(request.ucaller_id, None)
             await self._keep_outcome(request.ucaller_id, report, cost)
             if self.on_final is not None:
                 await self.on_final(request.ucaller_id, report)
@@ -408,9 +411,12 @@ class Dispatcher:
                 .all()
             )
         done = 0
+        loop_now = asyncio.get_running_loop().time()
         for auth_id in stale:
-            if int(auth_id) in self._inflight:
+            uid = int(auth_id)
+            if uid in self._inflight and self._renew_until.get(uid, loop_now) >= loop_now:
                 continue  # ours and alive: its outcome is on the way
+            # (a call of ours stuck past its deadline plus grace is finalised like a dead one)
             report = CallReport(
                 outcome=Outcome.INTERRUPTED,
                 reason="the dispatcher stopped during the call; not retried",
