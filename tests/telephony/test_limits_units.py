@@ -1,4 +1,4 @@
-"""Pure units: token bucket, outcome mapping, digest, number formats, caller detection."""
+"""Pure units: call-rate limiter, outcome mapping, digest, number formats, caller detection."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from opencaller.telephony.sip.auth import authorization, parse_challenge
 from opencaller.telephony.sip.call import number_uri
 from opencaller.telephony.sip.config import CallerIdPool, NumberFormat
 from opencaller.telephony.sip.inbound import caller_of
-from opencaller.telephony.sip.limits import TokenBucket
+from opencaller.telephony.sip.limits import CallRateLimiter
 from opencaller.telephony.sip.outcomes import outcome_for, q850_cause
 from opencaller.telephony.sip.pool import CallerIdChooser
 
 
-async def test_token_bucket_spreads_a_burst() -> None:
-    bucket = TokenBucket(rate=20, burst=1)
+async def test_rate_limiter_spreads_a_burst() -> None:
+    limiter = CallRateLimiter(rate=20)
     t0 = time.monotonic()
     for _ in range(11):
-        await bucket.acquire()
-    assert time.monotonic() - t0 >= 0.45  # 10 waits of 50 ms
+        await limiter.acquire()
+    assert time.monotonic() - t0 >= 0.45  # 10 waits of at least 50 ms
 
 
 def test_outcome_mapping() -> None:
@@ -52,6 +52,7 @@ def test_number_formats() -> None:
         "sip:79001234567@d;user=phone"
     )
     assert number_uri("79001234567", NumberFormat(tel_uri=True), "d") == "tel:+79001234567"
+    assert number_uri("7900", NumberFormat(tel_uri=True), "d", allow_tel=False) == "sip:+7900@d"
 
 
 def _invite(extra: str) -> Request:

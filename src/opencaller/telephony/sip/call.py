@@ -59,6 +59,7 @@ class OutboundCall:
         caller: str,
         *,
         sdp: bytes | None = None,
+        late_answer: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.ep, self.trunk, self.dest = ep, trunk, dest
         self.call_id = m.new_call_id(ep.local_ip)
@@ -67,13 +68,24 @@ class OutboundCall:
         phone = ";user=phone" if trunk.callee.user_phone else ""
         self.ruri = f"sip:{callee_user}@{trunk.host}:{trunk.port}{phone}"
         self.to_hdr = f"<sip:{callee_user}@{trunk.host}{phone}>"
+        # tel_uri applies to the asserted identity only: From stays a sip: URI, which every
+        # trunk takes (some refuse a tel: From).
+        from_uri = number_uri(caller, trunk.caller_id, trunk.domain, allow_tel=False)
         cid = number_uri(caller, trunk.caller_id, trunk.domain)
-        self.from_hdr = f"<{cid}>;tag={self.from_tag}"
+        self.from_hdr = f"<{from_uri}>;tag={self.from_tag}"
         self.identity: list[tuple[str, str]] = [("P-Asserted-Identity", f"<{cid}>")]
         if trunk.remote_party_id:
             self.identity.append(("Remote-Party-ID", f"<{cid}>;party=calling;screen=yes"))
         self.contact = f"<sip:{caller}@{ep.local_ip}:{ep.local_port}>"
         self.sdp = sdp
+        # Our SDP answer to an offer that comes in a 2xx when the INVITE had none (RFC 3264
+        # §4, "late offer"); it goes in the ACK.
+        self.late_answer = late_answer
+        self.acked_body = b""
+        # Set by whoever keeps an INVITE we gave up on alive in the background (failover);
+        # while ``kept``, that keeper closes the call, not the procedure that gave up.
+        self.on_leave: Callable[[OutboundCall], None] | None = None
+        self.kept = False
         self.cseq = 0
         self.invite_tx: ClientTransaction | None = None
         self.cancel_tx: ClientTransaction | None = None
@@ -189,6 +201,10 @@ class OutboundCall:
         self.remote_target = str(contacts[0].uri) if contacts else self.ruri
         self.route_set = [str(a) for a in reversed(resp.record_route)]
         self._to_remote = resp.headers["To"]
+        body = b""
+        if self.sdp is None and self.late_answer is not None and _has_sdp(resp):
+            body = self.late_answer(resp.body)
+        self.acked_body = body
         ack = m.request(
             "ACK",
             self.remote_target,
@@ -198,6 +214,8 @@ class OutboundCall:
             call_id=self.call_id,
             cseq=self.cseq,
             headers=[("Route", r) for r in self.route_set],
+            body=body,
+            content_type="application/sdp" if body else None,
         )
         self._ack = bytes(ack)
         self.ep.transport.send(self._ack, self.dest)
@@ -259,12 +277,26 @@ class OutboundCall:
         if req.method == "BYE":
             self.remote_bye.set()
 
+    @property
+    def pending(self) -> bool:
+        """The INVITE is still waiting for an answer (its transaction is alive)."""
+        tx = self.invite_tx
+        return tx is not None and tx.final is None and not tx.closed
+
     def close(self) -> None:
+        if self.kept:
+            return  # left running in the background: its keeper closes it
+
         def forget() -> None:
             if self.ep.transport.dialogs.get(self.call_id) is self:
                 del self.ep.transport.dialogs[self.call_id]
 
         asyncio.get_running_loop().call_later(DIALOG_LINGER_S, forget)
+
+
+def _has_sdp(resp: Response) -> bool:
+    ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    return ctype == "application/sdp" and bool(resp.body.strip())
 
 
 async def _final(tx: ClientTransaction) -> Response | None:
@@ -370,8 +402,14 @@ async def end_on_wire(call: OutboundCall, grace_s: float = CUT_GRACE_S) -> None:
 
 
 def _no_response(call: OutboundCall, caller: str, p: _Progress) -> CallReport:
-    if call.invite_tx is not None:
-        call.invite_tx.abandon()
+    """The trunk said nothing. An INVITE still alive is left to ``call.on_leave`` (which
+    CANCELs a late provisional and ACKs + BYEs a late 2xx); without a keeper it is dropped."""
+    if call.pending:
+        if call.on_leave is not None:
+            call.kept = True
+            call.on_leave(call)
+        elif call.invite_tx is not None:
+            call.invite_tx.abandon()
     return _report(Outcome.NETWORK_ERROR, caller, p, None, "no response from the trunk")
 
 
@@ -459,7 +497,14 @@ async def voice(
                 ringing = p.progress_at is not None
                 final = await _hang_up_early(call)
                 if ringing:
-                    return _report(Outcome.NO_ANSWER, caller, p, None, "not answered in time")
+                    # The ringing is what the far end last said; a final other than the 487
+                    # of our CANCEL (it crossed it) says more.
+                    code, q850 = p.progress_code, None
+                    reason = f"{p.progress_code} then not answered in time"
+                    if final is not None and final.code >= 300 and final.code != 487:
+                        code, q850 = final.code, q850_cause(final.headers.getlist("Reason"))
+                        reason += f", {_reason(final)}"
+                    return _report(Outcome.NO_ANSWER, caller, p, code, reason, q850)
                 del final
                 return _report(
                     Outcome.NO_PROGRESS, caller, p, None, "no ringing before the progress timeout"

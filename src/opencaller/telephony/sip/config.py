@@ -26,7 +26,9 @@ class NumberFormat(_Model):
 
     plus: bool = True  # "+79001234567" rather than "79001234567"
     user_phone: bool = False  # append ";user=phone" to sip: URIs
-    tel_uri: bool = False  # "tel:+7900..." instead of "sip:+7900...@domain" (PAI/RPID only)
+    # "tel:+7900..." instead of "sip:+7900...@domain" in P-Asserted-Identity and
+    # Remote-Party-ID only; From always stays a sip: URI.
+    tel_uri: bool = False
 
 
 class TrunkConfig(_Model):
@@ -52,6 +54,10 @@ class TrunkConfig(_Model):
     # Hard limit on one call over this trunk; default: derived from the timeouts above
     # (docs/telephony.md, "Deadlines"). Past it the call is ended on the wire.
     max_call_s: float | None = Field(default=None, gt=0)
+    # Every INVITE carries an SDP offer (flash calls too: many trunks and SBCs refuse an
+    # INVITE without one). Off: flash INVITEs go without SDP, and an offer in the 2xx is
+    # answered in the ACK. Voice calls always offer.
+    offer_sdp: bool = True
 
     @field_validator("prefixes")
     @classmethod
@@ -118,6 +124,10 @@ class SipConfig(_Model):
     prompt_cache_dir: str | None = None
     inbound_numbers: list[str] = Field(default_factory=list)  # "call us" numbers we own
     inbound_reject_code: int = 603
+    # An INVITE given up on (no answer by the progress timeout) is kept in the background
+    # this long at most, to CANCEL a late 18x or ACK + BYE a late 2xx; default 2 x 64 x T1
+    # (Timer B for the answer, then one more transaction to end the call).
+    abandoned_leg_max_s: float | None = Field(default=None, gt=0)
 
     @field_validator("voice_caller_id")
     @classmethod

@@ -25,16 +25,18 @@ from opencaller.telephony.base import (
 from opencaller.telephony.sip import call as calls
 from opencaller.telephony.sip.config import SipConfig, TrunkConfig, parse_config
 from opencaller.telephony.sip.inbound import InboundServer
+from opencaller.telephony.sip.legs import AbandonedLegs
 from opencaller.telephony.sip.limits import TrunkLimits
 from opencaller.telephony.sip.outcomes import is_trunk_failure
 from opencaller.telephony.sip.pool import CallerIdChooser
-from opencaller.telephony.sip.rtp import PortPool, send_paced
-from opencaller.telephony.sip.sdp import offer
+from opencaller.telephony.sip.rtp import MediaSink, PortPool, send_paced
+from opencaller.telephony.sip.sdp import answer_offer, offer
 from opencaller.telephony.sip.transport import Addr, Transport
 
 log = logging.getLogger("opencaller.sip")
 
 PT_LAW: dict[int, Law] = {0: "ulaw", 8: "alaw"}
+FLASH_SESSION = "opencaller flash"  # the SDP session name of flash-call offers
 
 # For call deadlines: an upper bound on how long a prompt takes to say (espeak-ng at 130
 # words a minute says a digit in well under a second; our pauses are added on top).
@@ -69,6 +71,10 @@ class SipProvider:
         self._inbound: InboundServer | None = None
         self._ep: calls.Endpoint | None = None
         self._warm: asyncio.Task[None] | None = None
+        leg_max = config.abandoned_leg_max_s or 2 * 64 * config.t1_s
+        self.legs = AbandonedLegs(leg_max)
+        self._flash_media: asyncio.DatagramTransport | None = None
+        self._flash_port = 0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -84,6 +90,11 @@ class SipProvider:
             ip, port = infos[0][4][:2]
             self._addrs[t.name] = (str(ip), int(port))
         await self.transport.start(c.bind_ip, c.port, c.socket_buffer)
+        # One RTP port for the offers of all flash calls (they never send media).
+        sock = self.rtp_ports.bind(c.rtp_ip or c.bind_ip)
+        self._flash_port = sock.getsockname()[1]
+        media, _ = await loop.create_datagram_endpoint(MediaSink, sock=sock)
+        self._flash_media = media
         self._ep = calls.Endpoint(
             transport=self.transport,
             local_ip=c.local_ip,
@@ -115,6 +126,11 @@ class SipProvider:
             await asyncio.gather(self._warm, return_exceptions=True)
         if self._inbound is not None:
             await self._inbound.close()
+        await self.legs.close()
+        if self._flash_media is not None:
+            self._flash_media.close()  # closes its socket
+            self._flash_media = None
+            self.rtp_ports.forget(self._flash_port)
         self.transport.close()
 
     @property
@@ -190,7 +206,7 @@ class SipProvider:
             return trunk.max_call_s
         c = self.config
         # Waiting for a slot of the trunk's CPS pacing, at worst a full queue of calls ahead.
-        pacing = trunk.max_in_flight / trunk.cps
+        pacing = trunk.max_in_flight * self.limits[trunk.name].rate.spacing_s
         # CANCEL or BYE, and the INVITE's final response: each a transaction (64 * T1).
         teardown = 2 * 64 * c.t1_s
         if kind == CallKind.FLASH:
@@ -249,12 +265,13 @@ class SipProvider:
         self, destination: str, attempt: Callable[[TrunkConfig, Addr], Awaitable[CallReport]]
     ) -> CallReport:
         trunks = self.routes(destination)
-        rep: CallReport | None = None
+        legs: list[tuple[str, CallReport]] = []
         for i, trunk in enumerate(trunks):
             limits = self.limits[trunk.name]
             async with limits.in_flight:
-                await limits.bucket.acquire()
+                await limits.rate.acquire()
                 rep = await attempt(trunk, self._addrs[trunk.name])
+            legs.append((trunk.name, rep))
             last = i == len(trunks) - 1
             if (
                 rep.outcome == Outcome.NETWORK_ERROR
@@ -264,9 +281,8 @@ class SipProvider:
             ):
                 log.warning("trunk %s failed (%s); trying the next", trunk.name, rep.reason)
                 continue
-            return rep
-        assert rep is not None
-        return rep
+            break
+        return combine_legs(legs)
 
     async def _flash(self, request: CallRequest, notify: calls.Notify) -> CallReport:
         caller = self.pool.pick(request.code)
@@ -275,8 +291,17 @@ class SipProvider:
         ep = self._ep
         assert ep is not None
 
+        ip, port = self.config.local_ip, self._flash_port
+
+        def late_answer(body: bytes) -> bytes:
+            return answer_offer(body, ip, port, [0, 8], session_name=FLASH_SESSION)
+
         async def attempt(trunk: TrunkConfig, addr: Addr) -> CallReport:
-            call = calls.OutboundCall(ep, trunk, addr, request.destination, caller)
+            sdp = offer(ip, port, [0, 8], session_name=FLASH_SESSION) if trunk.offer_sdp else None
+            call = calls.OutboundCall(
+                ep, trunk, addr, request.destination, caller, sdp=sdp, late_answer=late_answer
+            )
+            call.on_leave = self.legs.adopt
             return await calls.flash(call, caller, notify)
 
         return await self._over_trunks(request.destination, attempt)
@@ -312,6 +337,7 @@ class SipProvider:
             try:
                 sdp = offer(c.local_ip, sock.getsockname()[1], offered)
                 call = calls.OutboundCall(ep, trunk, addr, request.destination, caller, sdp=sdp)
+                call.on_leave = self.legs.adopt
 
                 async def play(dest: Addr, pt: int) -> None:
                     await send_paced(sock, dest, prompts[pt], pt)
@@ -321,6 +347,29 @@ class SipProvider:
                 self.rtp_ports.release(sock)
 
         return await self._over_trunks(request.destination, attempt)
+
+
+def combine_legs(legs: list[tuple[str, CallReport]]) -> CallReport:
+    """One report for a call tried on several trunks (failover).
+
+    The outcome is the last leg's: it decided. Its SIP code, reason and Q.850 cause are
+    kept when it heard one; when it heard nothing (silence), the latest earlier leg that
+    did answer gives them (e.g. 503 on the first trunk, silence on the second keeps 503).
+    ``reason`` lists every leg as "trunk: reason", in order.
+    """
+    last = legs[-1][1]
+    if len(legs) == 1:
+        return last
+    chosen = last
+    if last.sip_code is None:
+        chosen = next((r for _, r in reversed(legs) if r.sip_code is not None), last)
+    return replace(
+        last,
+        sip_code=chosen.sip_code,
+        q850_cause=chosen.q850_cause,
+        reason="; ".join(f"{n}: {r.reason}" for n, r in legs),
+        started_at=legs[0][1].started_at,
+    )
 
 
 def from_settings(

@@ -41,6 +41,10 @@ class PortPool:
             return sock
         raise RuntimeError("no free RTP port in the configured range")
 
+    def forget(self, port: int) -> None:
+        """Give back a port whose socket was closed elsewhere."""
+        self._used.discard(port)
+
     def release(self, sock: socket.socket) -> None:
         try:
             self._used.discard(sock.getsockname()[1])
@@ -87,3 +91,14 @@ async def send_paced(
         with contextlib.suppress(BlockingIOError, InterruptedError):
             sock.sendto(pkt, dest)
     return len(pkts)
+
+
+class MediaSink(asyncio.DatagramProtocol):
+    """The RTP port flash calls offer: bound (so early media has somewhere to go, as RFC
+    3264 wants of an offerer), read and dropped. Flash calls never send media."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received += 1

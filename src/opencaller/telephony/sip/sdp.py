@@ -8,13 +8,22 @@ from dataclasses import dataclass
 CODECS = {0: "PCMU", 8: "PCMA"}
 
 
-def offer(ip: str, port: int, payload_types: list[int], session_id: int | None = None) -> bytes:
+def offer(
+    ip: str,
+    port: int,
+    payload_types: list[int],
+    session_id: int | None = None,
+    *,
+    session_name: str = "opencaller",
+) -> bytes:
+    """An audio offer (RFC 4566/3264): sendrecv on ``ip:port``, our payload types in order.
+    Also used as the answer to a late offer, with the one payload type chosen."""
     sid = session_id if session_id is not None else random.randint(1, 2**31)
     fmts = " ".join(str(pt) for pt in payload_types)
     lines = [
         "v=0",
         f"o=opencaller {sid} {sid} IN IP4 {ip}",
-        "s=opencaller",
+        f"s={session_name}",
         f"c=IN IP4 {ip}",
         "t=0 0",
         f"m=audio {port} RTP/AVP {fmts}",
@@ -59,3 +68,22 @@ def parse_answer(body: bytes, offered: list[int]) -> Answer | None:
     if chosen is None:
         return None
     return Answer(ip=ip, port=port, payload_type=chosen)
+
+
+def answer_offer(
+    body: bytes, ip: str, port: int, supported: list[int], *, session_name: str = "opencaller"
+) -> bytes:
+    """Our answer to an SDP offer (RFC 3264 §6): the first of the offer's payload types we
+    support, on ``ip:port``; with none in common the audio stream is refused (port 0)."""
+    chosen = parse_answer(body, supported)
+    if chosen is not None:
+        return offer(ip, port, [chosen.payload_type], session_name=session_name)
+    lines = [
+        "v=0",
+        f"o=opencaller {random.randint(1, 2**31)} 1 IN IP4 {ip}",
+        f"s={session_name}",
+        f"c=IN IP4 {ip}",
+        "t=0 0",
+        f"m=audio 0 RTP/AVP {supported[0]}",
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode()

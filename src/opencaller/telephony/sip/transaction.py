@@ -135,6 +135,10 @@ class ClientTransaction:
         """Stop retransmitting: give up on a next hop that never answered."""
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def _cancel_timers(self) -> None:
         for h in (self._retrans, self._timeout):
             if h is not None:
