@@ -1,0 +1,361 @@
+"""The API describes itself: /openapi.json is valid OpenAPI 3.1 and matches what the server
+really answers; /docs renders it with nothing from outside; schemathesis fuzzes a live server
+with the document and every answer stays uCaller-shaped."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from jsonschema import Draft202012Validator, FormatChecker
+from openapi_spec_validator import validate as validate_openapi
+from sqlalchemy import insert
+from sqlalchemy.engine import make_url
+
+from opencaller.domain.settings import ServiceSettings
+from opencaller.errors import Code
+from opencaller.storage.database import Database
+from opencaller.storage.db import migrate
+from opencaller.storage.tables import account_logs
+from opencaller.wire.methods import METHODS
+
+from .live import LiveServer, start_server
+from .support import Api, add_customer
+
+SUCCESS_PHONE = "79000000001"
+FAIL_PHONE = "79000000002"
+REDIS_URL = os.environ.get("OPENCALLER_TEST_REDIS_URL", "")
+
+
+async def fetch_document(api: Api) -> dict[str, Any]:
+    r = await api.client.get("/openapi.json")  # no credentials
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/json")
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+def answer_validator(doc: dict[str, Any], path: str, verb: str = "get") -> Draft202012Validator:
+    """Validates a body against the documented 200 answer of ``verb path``."""
+    response = doc["paths"][path][verb]["responses"]["200"]
+    schema = response["content"]["application/json"]["schema"]
+    root = {"components": doc["components"], **schema}
+    return Draft202012Validator(root, format_checker=FormatChecker())
+
+
+def assert_documented(doc: dict[str, Any], path: str, body: dict[str, Any]) -> None:
+    for verb in ("get", "post") if path != "/health" else ("get",):
+        errors = [e.message for e in answer_validator(doc, path, verb).iter_errors(body)]
+        assert not errors, f"{verb.upper()} {path}: {body} does not match: {errors}"
+
+
+# -- the document -----------------------------------------------------------------------------
+
+
+async def test_document_is_valid_openapi_3_1_and_covers_every_method(api: Api) -> None:
+    doc = await fetch_document(api)
+    assert doc["openapi"].startswith("3.1")
+    validate_openapi(doc)
+    documented = {p.rsplit("/", 1)[-1].lower() for p in doc["paths"]}
+    assert set(METHODS) | {"health"} <= documented
+    for path, item in doc["paths"].items():
+        verbs = {"get"} if path == "/health" else {"get", "post"}
+        assert set(item) == verbs, path
+    schemas = doc["components"]["schemas"]
+    assert schemas["Error"]["properties"]["code"]["enum"] == [int(c) for c in Code]
+    assert set(doc["components"]["securitySchemes"]) == {"bearer", "queryKey", "queryServiceId"}
+    # The document is served as is, also under the paths uCaller clients use for methods.
+    assert (await api.client.get("/openapi.json")).content == (
+        await api.client.get("/openapi.json", headers={"Authorization": "Bearer x.1"})
+    ).content
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.scripts = 0
+        self.inline_handlers: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self.scripts += 1
+        for name, value in attrs:
+            if name in ("src", "href", "action", "srcset", "data") and value is not None:
+                self.urls.append(value)
+            if name.startswith("on"):
+                self.inline_handlers.append(name)
+            if name == "id" and value:
+                self.ids.add(value)
+
+
+async def test_docs_page_renders_every_operation_without_outside_resources(api: Api) -> None:
+    doc = await fetch_document(api)
+    r = await api.client.get("/docs")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    page = _Page()
+    page.feed(r.text)
+    assert page.scripts == 0 and page.inline_handlers == []
+    # Only our own paths and in-page anchors: nothing is loaded from another origin.
+    assert page.urls and all(u.startswith(("/", "#")) and not u.startswith("//") for u in page.urls)
+    for url in page.urls:
+        if url.startswith("#"):
+            assert url[1:] in page.ids, url
+        else:
+            assert (await api.client.get(url)).status_code == 200, url
+    css = await api.client.get("/docs/openapi.css")
+    assert css.headers["content-type"].startswith("text/css")
+    assert "url(" not in css.text and "@import" not in css.text
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            assert op["operationId"] in page.ids
+            assert path in r.text
+            assert op["summary"] in r.text
+    for name in doc["components"]["schemas"]:
+        assert name in page.ids
+    for field in ("ucaller_id", "call_status", "confirmation_number", "rub_balance"):
+        assert f"<code>{field}</code>" in r.text
+    for code in Code:
+        assert f"<code>{int(code)}</code>" in r.text
+
+
+# -- real answers validate --------------------------------------------------------------------
+
+
+async def test_real_answers_of_every_method_match_the_document(api: Api) -> None:
+    doc = await fetch_document(api)
+    seen: set[str] = set()
+
+    def check(method: str, body: dict[str, Any], *, ok: bool = True) -> dict[str, Any]:
+        assert body["status"] is ok, body
+        assert_documented(doc, f"/v1.0/{method}" if method != "health" else "/health", body)
+        seen.add(method.lower())
+        return body
+
+    plain = check("initCall", await api.get("initCall", phone=SUCCESS_PHONE))
+    assert "exists" not in plain
+    check("getInfo", await api.get("getInfo", uid=plain["ucaller_id"]))  # pending
+    check("getInfo", await api.wait_final(plain["ucaller_id"]))
+    billed = check(
+        "initCall",
+        await api.post_json(
+            "initCall", {"phone": 79161234567, "code": 7, "client": "nick", "unique": "u-1"}
+        ),
+    )
+    assert billed["exists"] is False
+    replay = await api.post_json("initCall", {"phone": 79161234567, "unique": "u-1"})
+    assert check("initCall", replay)["exists"] is True
+    info = check("getInfo", await api.wait_final(billed["ucaller_id"]))
+    assert info["cost"] > 0 and info["unique"] == "u-1" and info["call_outcome"] == "delivered"
+    check("initCall", await api.get("initCall", phone="79161234568", voice="true"))
+
+    failed = await api.get("initCall", phone=FAIL_PHONE, code="4321")
+    final = check("getInfo", await api.wait_final(failed["ucaller_id"]))
+    assert final["call_status"] == 0
+    repeat = check("initRepeat", await api.post_json("initRepeat", {"uid": failed["ucaller_id"]}))
+    repeat_info = check("getInfo", await api.get("getInfo", ucaller_id=repeat["ucaller_id"]))
+    assert repeat_info["first_ucaller_id"] == failed["ucaller_id"]
+    root = check("getInfo", await api.get("getInfo", uid=failed["ucaller_id"]))
+    assert root["repeated_ucaller_ids"] == [repeat["ucaller_id"]]
+
+    async with api.rt.db.write() as conn:
+        await conn.execute(
+            insert(account_logs).values(
+                account_id=api.account_id,
+                action="sign-in",
+                user_agent="pytest",
+                ip="203.0.113.7",
+                created_at=1_700_000_000.5,
+            )
+        )
+    account = check("getAccount", await api.get("getAccount"))
+    assert account["logs"][0]["created"] == 1_700_000_000
+    check("getBalance", await api.get("getBalance"))
+    check("getService", await api.get("getService"))
+    check("checkPhone", await api.get("checkPhone", phone="+7 909 100-00-00"))
+    check("checkPhone", await api.post_json("checkPhone", {"phone": SUCCESS_PHONE}))
+    check(
+        "inboundCallWaiting",
+        await api.get(
+            "inboundCallWaiting", phone="+79161234567", callback_url="https://example.com/hook"
+        ),
+    )
+    check("health", (await api.client.get("/health")).json())
+    assert seen == set(METHODS) | {"health"}
+
+    # Errors are documented under every method.
+    errors = {
+        "initCall": await api.get("initCall", phone="12"),  # 3
+        "getInfo": await api.get("getInfo", uid=987654),  # 10
+        "initRepeat": await api.get("initRepeat"),  # 2
+        "getBalance": (await api.client.get("/v1.0/getBalance", params={"key": "x"})).json(),
+    }
+    for method, body in errors.items():
+        check(method, body, ok=False)
+    assert [b["code"] for b in errors.values()] == [3, 10, 2, 401]
+
+
+async def test_the_schemas_catch_a_regression(api: Api) -> None:
+    """A changed type, a missing field or an error key on success fails validation."""
+    doc = await fetch_document(api)
+    answer = await api.get("initCall", phone=SUCCESS_PHONE, unique="k")
+    info = await api.get("getInfo", uid=answer["ucaller_id"])
+    assert_documented(doc, "/v1.0/initCall", answer)
+    assert_documented(doc, "/v1.0/getInfo", info)
+    broken: list[tuple[str, dict[str, Any]]] = [
+        ("initCall", {**answer, "ucaller_id": str(answer["ucaller_id"])}),
+        ("initCall", {**answer, "code": int(answer["code"])}),
+        ("initCall", {**answer, "phone": "79000000001"}),
+        ("initCall", {k: v for k, v in answer.items() if k != "client"}),
+        ("initCall", {k: v for k, v in answer.items() if k != "exists"}),
+        ("initCall", {**answer, "error": ""}),
+        ("getInfo", {**info, "call_status": "-1"}),
+        ("getInfo", {**info, "first_ucaller_id": info["ucaller_id"]}),
+        ("getInfo", {**info, "sip_code": "200"}),
+        ("getInfo", {**info, "phone_info": {}}),
+        (
+            "getBalance",
+            {
+                "status": True,
+                "rub_balance": "1",
+                "bonus_balance": 0,
+                "tariff": "",
+                "tariff_name": "",
+            },
+        ),
+        ("getInfo", {"status": False, "error": "x", "code": "10"}),
+        ("getInfo", {"status": False, "error": "x", "code": 777}),
+        ("getInfo", {"status": False, "code": 10}),
+    ]
+    for method, body in broken:
+        validator = answer_validator(doc, f"/v1.0/{method}")
+        assert not validator.is_valid(copy.deepcopy(body)), (method, body)
+
+
+# -- schemathesis against a live server -------------------------------------------------------
+
+
+def _customer(db_url: str) -> tuple[int, str]:
+    """A service with a generous balance and no per-second limit to speak of."""
+
+    async def run() -> tuple[int, str]:
+        db = Database(db_url)
+        try:
+            sid, key, _ = await add_customer(
+                db, balance_rub=1_000_000, settings=ServiceSettings(rps_limit=100_000)
+            )
+        finally:
+            await db.close()
+        return sid, key
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def live(tmp_path: Path, db_url: str) -> Iterator[LiveServer]:
+    if make_url(db_url).get_backend_name() == "sqlite":
+        migrate(db_url)
+    sid, key = _customer(db_url)
+    env = {
+        "OPENCALLER_DATABASE_URL": db_url,
+        # Every number is a test number: never billed, simulated, exempt from per-number limits.
+        "OPENCALLER_TEST_RANGES": '["0","1","2","3","4","5","6","7","8","9"]',
+        "OPENCALLER_SIMULATOR__DELAY_S": "0.05",
+        "OPENCALLER_POLL_INTERVAL_S": "0.1",
+        # Each generated request comes from its own address (X-Forwarded-For), so the failed
+        # authentications of some never block the IP of the others.
+        "OPENCALLER_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+        "OPENCALLER_LOG_LEVEL": "WARNING",
+    }
+    if REDIS_URL:
+        env["OPENCALLER_REDIS_URL"] = REDIS_URL
+        env["OPENCALLER_REDIS_PREFIX"] = f"oc-test:{uuid.uuid4().hex[:12]}:"
+    server = start_server(tmp_path, env)
+    server.service_id, server.key = sid, key
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def live_schema(live: LiveServer) -> Any:
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    schema.config.base_url = live.url
+    return schema
+
+
+schema = schemathesis.pytest.from_fixture("live_schema")
+_counter = itertools.count()
+
+
+class LogTail:
+    """What the server logged since the previous look."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def new(self) -> str:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        return data.decode(errors="replace")
+
+
+_tails: dict[Path, LogTail] = {}
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+def test_schemathesis_answers_stay_ucaller_shaped(case: Any, live: LiveServer) -> None:
+    n = next(_counter)
+    headers = {"X-Forwarded-For": f"198.18.{n // 250 % 256}.{n % 250 + 1}"}
+    if n % 3:
+        # Two cases in three get past authentication (the header wins over other schemes).
+        case.headers = {
+            **(case.headers or {}),
+            "Authorization": f"Bearer {live.key}.{live.service_id}",
+        }
+    response = case.call(base_url=live.url, headers=headers, timeout=30)
+    tail = _tails.setdefault(live.output, LogTail(live.output))
+    logged = tail.new()
+    assert "Traceback" not in logged and "unhandled error" not in logged, logged
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert isinstance(body, dict) and isinstance(body.get("status"), bool), body
+    if body["status"] is False:
+        assert isinstance(body.get("error"), str) and body["error"], body
+        assert type(body.get("code")) is int, body
+        assert body["code"] != int(Code.INTERNAL), body
+    else:
+        assert "error" not in body, body
+    case.validate_response(
+        response,
+        checks=[
+            schemathesis.checks.not_a_server_error,
+            schemathesis.checks.status_code_conformance,
+            schemathesis.checks.content_type_conformance,
+            schemathesis.checks.response_headers_conformance,
+            schemathesis.checks.response_schema_conformance,
+        ],
+    )
