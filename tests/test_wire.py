@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from opencaller.config import Settings
+from opencaller.domain.clock import FakeClock
 from opencaller.wire import methods
 
-from .support import Api
+from .support import Api, make_api
 
 SUCCESS_PHONE = "79000000001"
 FAIL_PHONE = "79000000002"
@@ -443,6 +445,20 @@ async def test_error_2_for_get_info_without_uid(api: Api) -> None:
 async def test_error_3_for_invalid_phone(api: Api, phone: str) -> None:
     body = await api.get("initCall", phone=phone)
     assert body["status"] is False and body["code"] == 3
+
+
+async def test_error_3_for_a_test_range_number_longer_than_e164(
+    settings: Settings, clock: FakeClock
+) -> None:
+    settings.test_ranges = ["7900"]
+    async with make_api(settings, clock) as api:
+        for method, extra in (
+            ("initCall", {}),
+            ("inboundCallWaiting", {"callback_url": "https://example.com/hook"}),
+        ):
+            body = await api.get(method, phone="7900" + "1" * 21, **extra)
+            assert body["status"] is False and body["code"] == 3, (method, body)
+        assert (await api.get("initCall", phone="790012345678"))["status"] is True
 
 
 async def test_error_500_is_the_error_object(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
