@@ -8,17 +8,22 @@ import asyncio
 import copy
 import itertools
 import os
+import re
+import time
 import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
 from jsonschema import Draft202012Validator, FormatChecker
 from openapi_spec_validator import validate as validate_openapi
+from schemathesis.generation.modes import GenerationMode
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
@@ -290,17 +295,6 @@ def live(tmp_path: Path, db_url: str) -> Iterator[LiveServer]:
         server.kill()
 
 
-@pytest.fixture
-def live_schema(live: LiveServer) -> Any:
-    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
-    schema.config.base_url = live.url
-    return schema
-
-
-schema = schemathesis.pytest.from_fixture("live_schema")
-_counter = itertools.count()
-
-
 class LogTail:
     """What the server logged since the previous look."""
 
@@ -316,19 +310,52 @@ class LogTail:
         return data.decode(errors="replace")
 
 
-_tails: dict[Path, LogTail] = {}
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_headers_conformance,
+    schemathesis.checks.response_schema_conformance,
+]
 
 
-@pytest.mark.slow
-@schema.parametrize()
-@settings(
-    max_examples=15,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
-def test_schemathesis_answers_stay_ucaller_shaped(case: Any, live: LiveServer) -> None:
-    n = next(_counter)
+def _valid_arguments(case: Any, n: int, uid: int) -> None:
+    """Half the authenticated positive cases name a real number and a real id, so the methods
+    get past those checks and their success answers are checked too."""
+    known = {"phone": f"7916{n:07d}", "uid": str(uid), "ucaller_id": str(uid)}
+    for values in (case.query, case.body):
+        if isinstance(values, dict):
+            for name in known.keys() & values.keys():
+                values[name] = known[name]
+
+
+def _request_text(request: Any) -> str:
+    """The request as one readable line, for the failure report."""
+    body = request.body or b""
+    if isinstance(body, str):
+        body = body.encode()
+    ctype = request.headers.get("Content-Type", "-")
+    auth = request.headers.get("Authorization", "-")
+    return (
+        f"{request.method} {request.url} [Content-Type: {ctype}; Authorization: {auth!r:.80}]"
+        f" body={body[:300]!r}"
+    )
+
+
+def _exceptions(logged: str) -> str:
+    """The exception lines of the logged tracebacks: what was raised, and where in our code."""
+    lines = logged.splitlines()
+    keep = [
+        line.strip()
+        for i, line in enumerate(lines)
+        if re.match(r"^[\w.]+(Error|Exception|Exit)\b", line.strip())
+        or ("/opencaller/" in line and line.strip().startswith("File"))
+    ]
+    return " | ".join(keep)[:1500]
+
+
+def exercise(case: Any, live: LiveServer, tail: LogTail, n: int, uid: int) -> bool:
+    """One generated request, and everything its answer must be."""
     headers = {"X-Forwarded-For": f"198.18.{n // 250 % 256}.{n % 250 + 1}"}
     if n % 3:
         # Two cases in three get past authentication (the header wins over other schemes).
@@ -336,26 +363,78 @@ def test_schemathesis_answers_stay_ucaller_shaped(case: Any, live: LiveServer) -
             **(case.headers or {}),
             "Authorization": f"Bearer {live.key}.{live.service_id}",
         }
+        if n % 2 and case.meta and case.meta.generation.mode == GenerationMode.POSITIVE:
+            _valid_arguments(case, n, uid)
     response = case.call(base_url=live.url, headers=headers, timeout=30)
-    tail = _tails.setdefault(live.output, LogTail(live.output))
+    sent = _request_text(response.request)
     logged = tail.new()
-    assert "Traceback" not in logged and "unhandled error" not in logged, logged
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert isinstance(body, dict) and isinstance(body.get("status"), bool), body
-    if body["status"] is False:
-        assert isinstance(body.get("error"), str) and body["error"], body
-        assert type(body.get("code")) is int, body
-        assert body["code"] != int(Code.INTERNAL), body
-    else:
-        assert "error" not in body, body
-    case.validate_response(
-        response,
-        checks=[
-            schemathesis.checks.not_a_server_error,
-            schemathesis.checks.status_code_conformance,
-            schemathesis.checks.content_type_conformance,
-            schemathesis.checks.response_headers_conformance,
-            schemathesis.checks.response_schema_conformance,
-        ],
+    assert "Traceback" not in logged and "unhandled error" not in logged, (
+        f"logged: {_exceptions(logged)}\n  after: {sent}"
     )
+    assert response.status_code == 200, (
+        f"{sent}\n  HTTP {response.status_code}: {response.text:.300}"
+    )
+    body = response.json()
+    assert isinstance(body, dict) and isinstance(body.get("status"), bool), f"{sent}\n  {body}"
+    if body["status"] is False:
+        assert isinstance(body.get("error"), str) and body["error"], f"{sent}\n  {body}"
+        assert type(body.get("code")) is int, f"{sent}\n  {body}"
+        assert body["code"] != int(Code.INTERNAL), f"{sent}\n  {body}"
+    else:
+        assert "error" not in body, f"{sent}\n  {body}"
+    case.validate_response(response, checks=CHECKS)
+    return bool(body["status"])
+
+
+EXAMPLES_PER_OPERATION = 10  # per generation mode: 17 operations x 2 modes, about 340 requests
+
+
+@pytest.mark.slow
+def test_schemathesis_answers_stay_ucaller_shaped(live: LiveServer) -> None:
+    """Generated requests (valid and invalid, every encoding) to every operation: no error 500,
+    no traceback, every answer a uCaller object that matches the document."""
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    tail = LogTail(live.output)
+    counter = itertools.count(1)
+    failures: list[str] = []
+    succeeded: set[str] = set()
+    # An authorization whose call has ended, for getInfo and initRepeat to find.
+    uid = httpx.get(f"{live.url}/v1.0/initCall", params=live.params(phone=FAIL_PHONE)).json()[
+        "ucaller_id"
+    ]
+    for _ in range(100):
+        info = httpx.get(f"{live.url}/v1.0/getInfo", params=live.params(uid=uid)).json()
+        if info["call_status"] != -1:
+            break
+        time.sleep(0.1)
+    operations = [cast(Any, result).ok() for result in schema.get_all_operations()]
+    assert len(operations) == 17
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(
+                max_examples=EXAMPLES_PER_OPERATION,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+                phases=[Phase.explicit, Phase.generate],  # no shrinking: keeps the run short
+            )
+            def run(case: Any) -> None:
+                if exercise(case, live, tail, next(counter), uid):
+                    succeeded.add(case.operation.label)
+
+            try:
+                run()
+            except Unsatisfiable:
+                continue  # nothing to make invalid (an operation without parameters)
+            except Exception as exc:  # collected, so one run reports every operation
+                error: BaseException = exc
+                if isinstance(exc, BaseExceptionGroup):  # Hypothesis' "flaky": the first error
+                    error = exc.exceptions[0]
+                notes = "\n".join(getattr(error, "__notes__", []))
+                failures.append(f"{operation.label} [{mode.value}]: {error!s:.3000}\n{notes:.1000}")
+    assert not failures, "\n\n".join(failures)
+    # Success answers were fuzzed too, not only errors.
+    assert succeeded == {op.label for op in operations}
