@@ -320,9 +320,15 @@ CHECKS = [
 
 
 def _valid_arguments(case: Any, n: int, uid: int) -> None:
-    """Half the authenticated positive cases name a real number and a real id, so the methods
-    get past those checks and their success answers are checked too."""
-    known = {"phone": f"7916{n:07d}", "uid": str(uid), "ucaller_id": str(uid)}
+    """Half the authenticated positive cases name a real number, id and webhook URL, so the
+    methods get past those checks and their success answers are checked too."""
+    known = {
+        "phone": f"7916{n:07d}",
+        "uid": str(uid),
+        "ucaller_id": str(uid),
+        # a public address literal: no name to resolve, nothing private (never called here)
+        "callback_url": "https://93.184.215.14/ucaller",
+    }
     for values in (case.query, case.body):
         if isinstance(values, dict):
             for name in known.keys() & values.keys():
