@@ -629,12 +629,12 @@ def _errors_text(codes: tuple[Code, ...]) -> str:
 
 
 def _operation(method: Method, verb: str) -> Schema:
-    description = method.description
+    errors = f"Errors of every method: {_errors_text(COMMON_ERRORS)}."
     if method.errors:
-        description = (description + "\n\n" if description else "") + (
-            f"Errors of this method: {_errors_text(method.errors)}; of every method:"
+        errors = f"Errors of this method: {_errors_text(method.errors)}; of every method:" + (
             f" {_errors_text(COMMON_ERRORS)}."
         )
+    description = f"{method.description}\n\n{errors}" if method.description else errors
     op: Schema = {
         "operationId": f"{method.name}{verb.title()}",
         "tags": ["uCaller"],
