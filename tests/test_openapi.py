@@ -392,7 +392,7 @@ def exercise(case: Any, live: LiveServer, tail: LogTail, n: int, uid: int) -> bo
     return bool(body["status"])
 
 
-EXAMPLES_PER_OPERATION = 10  # per generation mode: 17 operations x 2 modes, about 340 requests
+EXAMPLES_PER_OPERATION = 12  # per generation mode: 17 operations x 2 modes, about 400 requests
 
 
 @pytest.mark.slow
