@@ -139,6 +139,16 @@ async def test_other_http_verbs_are_405(api: Api) -> None:
     assert r.json()["code"] == 405
 
 
+@pytest.mark.parametrize("verb", ["TRACE", "QUERY", "PROPFIND"])
+@pytest.mark.parametrize("path", ["/", "/v1.0/sendSms", "/v1.0/getBalance"])
+async def test_unusual_verbs_get_the_405_object(api: Api, verb: str, path: str) -> None:
+    r = await api.client.request(verb, path, params=api.creds)
+    assert r.status_code == 200
+    assert r.json()["code"] == 405
+    health = await api.client.request(verb, "/health")
+    assert health.json() == {"status": True, "database": True, "providers": True}
+
+
 # -- initCall -----------------------------------------------------------------------------
 
 

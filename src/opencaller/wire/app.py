@@ -132,7 +132,10 @@ class ApiApp(Starlette):
         self._api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and method_name(scope["path"]) in METHODS:
+        # Verbs no route lists (TRACE, QUERY...) also get the endpoint's 405 object.
+        if scope["type"] == "http" and (
+            method_name(scope["path"]) in METHODS or scope["method"] not in ALL_METHODS
+        ):
             scope["app"] = self
             response = await self._api(Request(scope, receive))
             await response(scope, receive, send)
