@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from jsonschema import Draft202012Validator, FormatChecker
 from openapi_spec_validator import validate as validate_openapi
+from schemathesis.core.failures import FailureGroup
 from schemathesis.generation.modes import GenerationMode
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
@@ -361,7 +362,7 @@ def _exceptions(logged: str) -> str:
 
 
 def exercise(case: Any, live: LiveServer, tail: LogTail, n: int, uid: int) -> bool:
-    """One generated request, and everything its answer must be."""
+    """One generated request, and everything its answer must be; True for a success."""
     headers = {"X-Forwarded-For": f"198.18.{n // 250 % 256}.{n % 250 + 1}"}
     if n % 3:
         # Two cases in three get past authentication (the header wins over other schemes).
@@ -392,30 +393,59 @@ def exercise(case: Any, live: LiveServer, tail: LogTail, n: int, uid: int) -> bo
     return bool(body["status"])
 
 
-EXAMPLES_PER_OPERATION = 12  # per generation mode: 17 operations x 2 modes, about 400 requests
+EXAMPLES_PER_OPERATION = 8  # per generation mode, after the coverage cases
+
+
+def finished_authorizations(live: LiveServer, count: int) -> list[int]:
+    """Ids whose calls have ended: getInfo finds them, initRepeat may repeat each twice."""
+    ids = [
+        httpx.get(f"{live.url}/v1.0/initCall", params=live.params(phone=FAIL_PHONE)).json()[
+            "ucaller_id"
+        ]
+        for _ in range(count)
+    ]
+    for uid in ids:
+        for _ in range(200):
+            info = httpx.get(f"{live.url}/v1.0/getInfo", params=live.params(uid=uid)).json()
+            if info["call_status"] != -1:
+                break
+            time.sleep(0.1)
+    return ids
 
 
 @pytest.mark.slow
 def test_schemathesis_answers_stay_ucaller_shaped(live: LiveServer) -> None:
     """Generated requests (valid and invalid, every encoding) to every operation: no error 500,
-    no traceback, every answer a uCaller object that matches the document."""
+    no traceback, every answer a uCaller object that matches the document.
+
+    First schemathesis' coverage cases (boundaries, wrong types, missing and duplicated
+    parameters: deterministic), then random ones per generation mode."""
     schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
     tail = LogTail(live.output)
     counter = itertools.count(1)
-    failures: list[str] = []
+    failures: dict[str, list[str]] = {}
     succeeded: set[str] = set()
-    # An authorization whose call has ended, for getInfo and initRepeat to find.
-    uid = httpx.get(f"{live.url}/v1.0/initCall", params=live.params(phone=FAIL_PHONE)).json()[
-        "ucaller_id"
-    ]
-    for _ in range(100):
-        info = httpx.get(f"{live.url}/v1.0/getInfo", params=live.params(uid=uid)).json()
-        if info["call_status"] != -1:
-            break
-        time.sleep(0.1)
+    ids = finished_authorizations(live, 8)
+
+    def one(case: Any) -> None:
+        n = next(counter)
+        if exercise(case, live, tail, n, ids[n % len(ids)]):
+            succeeded.add(case.operation.label)
+
     operations = [cast(Any, result).ok() for result in schema.get_all_operations()]
     assert len(operations) == 17
     for operation in operations:
+        found = failures.setdefault(operation.label, [])
+        coverage = schema.iter_coverage_cases(
+            operation,
+            generation_modes=list(GenerationMode),
+            generation_config=schema.config.generation_for(operation=operation),
+        )
+        for case in coverage:
+            try:
+                one(case)
+            except (AssertionError, FailureGroup) as exc:  # all run; the report lists them
+                found.append(f"[coverage] {exc!s:.2000}")
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(generation_mode=mode))
@@ -428,8 +458,7 @@ def test_schemathesis_answers_stay_ucaller_shaped(live: LiveServer) -> None:
                 phases=[Phase.explicit, Phase.generate],  # no shrinking: keeps the run short
             )
             def run(case: Any) -> None:
-                if exercise(case, live, tail, next(counter), uid):
-                    succeeded.add(case.operation.label)
+                one(case)
 
             try:
                 run()
@@ -439,8 +468,8 @@ def test_schemathesis_answers_stay_ucaller_shaped(live: LiveServer) -> None:
                 error: BaseException = exc
                 if isinstance(exc, BaseExceptionGroup):  # Hypothesis' "flaky": the first error
                     error = exc.exceptions[0]
-                notes = "\n".join(getattr(error, "__notes__", []))
-                failures.append(f"{operation.label} [{mode.value}]: {error!s:.3000}\n{notes:.1000}")
-    assert not failures, "\n\n".join(failures)
+                found.append(f"[{mode.value}] {error!s:.2000}")
+    report = [f"{label} {text}" for label, texts in failures.items() for text in texts[:3]]
+    assert not report, f"{len(report)} failures:\n\n" + "\n\n".join(report)
     # Success answers were fuzzed too, not only errors.
     assert succeeded == {op.label for op in operations}
