@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from opencaller.config import Settings
+from opencaller.domain.clock import FakeClock
 from opencaller.wire import methods
 
-from .support import Api
+from .support import Api, make_api
 
 SUCCESS_PHONE = "79000000001"
 FAIL_PHONE = "79000000002"
@@ -135,6 +137,16 @@ async def test_unknown_method_is_405(api: Api, path: str) -> None:
 async def test_other_http_verbs_are_405(api: Api) -> None:
     r = await api.client.delete("/v1.0/getBalance", params=api.creds)
     assert r.json()["code"] == 405
+
+
+@pytest.mark.parametrize("verb", ["TRACE", "QUERY", "PROPFIND"])
+@pytest.mark.parametrize("path", ["/", "/v1.0/sendSms", "/v1.0/getBalance"])
+async def test_unusual_verbs_get_the_405_object(api: Api, verb: str, path: str) -> None:
+    r = await api.client.request(verb, path, params=api.creds)
+    assert r.status_code == 200
+    assert r.json()["code"] == 405
+    health = await api.client.request(verb, "/health")
+    assert health.json() == {"status": True, "database": True, "providers": True}
 
 
 # -- initCall -----------------------------------------------------------------------------
@@ -443,6 +455,20 @@ async def test_error_2_for_get_info_without_uid(api: Api) -> None:
 async def test_error_3_for_invalid_phone(api: Api, phone: str) -> None:
     body = await api.get("initCall", phone=phone)
     assert body["status"] is False and body["code"] == 3
+
+
+async def test_error_3_for_a_test_range_number_longer_than_e164(
+    settings: Settings, clock: FakeClock
+) -> None:
+    settings.test_ranges = ["7900"]
+    async with make_api(settings, clock) as api:
+        for method, extra in (
+            ("initCall", {}),
+            ("inboundCallWaiting", {"callback_url": "https://example.com/hook"}),
+        ):
+            body = await api.get(method, phone="7900" + "1" * 21, **extra)
+            assert body["status"] is False and body["code"] == 3, (method, body)
+        assert (await api.get("initCall", phone="790012345678"))["status"] is True
 
 
 async def test_error_500_is_the_error_object(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,6 +59,10 @@ class Policy:
     require_verified_phone: bool = False
 
     def is_test(self, phone: str) -> bool:
+        # A range is a prefix: without the E.164 length cap, any longer digit string in it
+        # would pass as a number (and overflow the stored phone column).
+        if len(phone) > 15:
+            return False
         return phone in self.test_numbers or any(phone.startswith(p) for p in self.test_ranges)
 
 

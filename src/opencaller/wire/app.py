@@ -28,6 +28,7 @@ from ..storage.outage import describe, is_unavailable
 from ..storage.tables import authorizations
 from .auth import credentials
 from .methods import METHODS
+from .openapi import openapi_routes
 from .params import read_args
 
 log = logging.getLogger("opencaller.api")
@@ -187,6 +188,7 @@ def create_api_app(rt: Runtime, extra_routes: list[BaseRoute] | None = None) -> 
     routes: list[BaseRoute] = list(extra_routes or [])
     routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     routes.append(Route("/livez", livez, methods=["GET", "HEAD"]))
+    routes.extend(openapi_routes())  # /openapi.json and /docs, open like /health
     routes.append(Route("/{path:path}", endpoint, methods=ALL_METHODS))
     app = ApiApp(endpoint, routes=routes, lifespan=lifespan)
     app.state.runtime = rt
