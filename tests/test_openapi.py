@@ -414,13 +414,6 @@ def finished_authorizations(live: LiveServer, count: int) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="until i12-input / i12-limits land: a multipart body without boundary or with broken"
-    " headers raises starlette's HTTPException from request.form() in params.read_args (error"
-    " 500); a Unicode digit such as '²' as service_id raises ValueError in"
-    " authentication._as_id",
-)
 def test_schemathesis_answers_stay_ucaller_shaped(live: LiveServer) -> None:
     """Generated requests (valid and invalid, every encoding) to every operation: no error 500,
     no traceback, every answer a uCaller object that matches the document.
