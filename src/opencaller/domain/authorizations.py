@@ -78,6 +78,7 @@ class Info:
     root_direction: str
     root_unique: str | None  # the idempotency key stays with the original
     now: float
+    verified_at: float | None = None  # verifyCode's state is the chain's, on the original
 
     @property
     def repeats_left(self) -> int:
@@ -359,6 +360,7 @@ class Authorizations:
             root_direction=root.direction,
             root_unique=root.unique_key,
             now=self.clock.now(),
+            verified_at=root.verified_at,
         )
 
     # -- inboundCallWaiting ---------------------------------------------------------------

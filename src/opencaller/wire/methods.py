@@ -12,6 +12,7 @@ from ..domain.accounts import get_account
 from ..domain.authentication import Caller
 from ..domain.money import to_rub
 from ..domain.phones import digits, parse_code
+from ..domain.verification import verify_code as check_code
 from ..errors import Code, UcallerError
 from ..numbering import InvalidPhoneNumber, InvalidReason
 from ..runtime import Runtime
@@ -167,6 +168,19 @@ async def inbound_call_waiting(rt: Runtime, caller: Caller, args: Args) -> dict[
     return views.inbound(auth)
 
 
+async def verify_code(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
+    """Our extension (spec §14): check the code the subscriber typed."""
+    uid = _uid(args)
+    raw_code = args.get("code")
+    if raw_code is None or raw_code == "":
+        raise UcallerError(Code.BAD_PARAMETER, "Parameter 'code' is required")
+    code = parse_code(raw_code)
+    if code is None:
+        raise UcallerError(Code.BAD_PARAMETER, "Parameter 'code' must be 1 to 4 digits")
+    result = await check_code(rt.db, caller.service, uid, code, now=rt.clock.now())
+    return views.verified(result)
+
+
 METHODS: dict[str, Handler] = {
     "initcall": init_call,
     "initrepeat": init_repeat,
@@ -176,4 +190,5 @@ METHODS: dict[str, Handler] = {
     "getaccount": get_account_,
     "checkphone": check_phone,
     "inboundcallwaiting": inbound_call_waiting,
+    "verifycode": verify_code,
 }
