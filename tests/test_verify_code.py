@@ -213,9 +213,7 @@ async def test_simultaneous_wrong_guesses_check_exactly_five(api: Api) -> None:
 
 async def test_simultaneous_right_codes_all_succeed_alike(api: Api) -> None:
     uid = await start(api)
-    answers = await asyncio.gather(
-        *(api.get("verifyCode", uid=uid, code="1234") for _ in range(8))
-    )
+    answers = await asyncio.gather(*(api.get("verifyCode", uid=uid, code="1234") for _ in range(8)))
     assert all(b["verified"] is True for b in answers), answers
     assert len({b["verified_at"] for b in answers}) == 1
     assert (await api.get("getInfo", uid=uid))["verified_at"] == answers[0]["verified_at"]

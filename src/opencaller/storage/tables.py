@@ -153,8 +153,9 @@ authorizations = Table(
     Column("callback_url", Text, nullable=True),
     Column("confirmation_number", String(20), nullable=True),
     # server-side code check (verifyCode), kept on the chain's original: codes tried, and
-    # when the right one was given (or the inbound call arrived)
-    Column("verify_attempts", Integer, nullable=False, default=0, server_default="0"),
+    # when the right one was given (or the inbound call arrived). No Python-side default:
+    # the prepared INSERTs name only the columns they write.
+    Column("verify_attempts", Integer, nullable=False, server_default="0"),
     Column("verified_at", Float, nullable=True),
     UniqueConstraint("service_id", "unique_key", name="uq_authorizations_unique"),
     Index("ix_authorizations_phone_time", "phone", "created_at"),
