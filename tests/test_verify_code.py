@@ -6,7 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from opencaller.cli.main import app as admin_cli
 from opencaller.domain.accounts import update_service
 from opencaller.domain.clock import FakeClock
 from opencaller.domain.settings import ServiceSettings
@@ -117,6 +119,28 @@ async def test_attempts_and_time_are_service_settings(api: Api, clock: FakeClock
     other = await start(api, phone=NOT_REACHED)
     clock.advance(61)
     assert err(await api.get("verifyCode", uid=other, code="1234")) == 62
+
+
+async def test_the_admin_cli_sets_attempts_and_time(
+    api: Api, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENCALLER_DATABASE_URL", api.rt.settings.database_url)
+    args = ["service", "set", str(api.service_id), "--verify-attempts", "1", "--verify-ttl", "30"]
+    done = await asyncio.to_thread(CliRunner().invoke, admin_cli, args)
+    assert done.exit_code == 0, done.output
+    uid = await start(api)
+    assert (await api.get("verifyCode", uid=uid, code="0000"))["attempts_left"] == 0
+    assert err(await api.get("verifyCode", uid=uid, code="1234")) == 61
+    clock.advance(15)
+    other = await start(api, phone=NOT_REACHED)
+    clock.advance(31)
+    assert err(await api.get("verifyCode", uid=other, code="1234")) == 62
+    refused = await asyncio.to_thread(
+        CliRunner().invoke,
+        admin_cli,
+        ["service", "set", str(api.service_id), "--verify-attempts", "0"],
+    )
+    assert refused.exit_code != 0 and "verify-attempts" in refused.output
 
 
 async def test_unknown_or_foreign_id_is_error_10(api: Api) -> None:
