@@ -6,14 +6,17 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from opencaller.cli.main import app as admin_cli
 from opencaller.domain.accounts import update_service
 from opencaller.domain.clock import FakeClock
 from opencaller.domain.settings import ServiceSettings
+from opencaller.storage.tables import accounts, services
 from opencaller.telephony.base import InboundCall
 
+from .dashboard_support import new_page
 from .support import Api
 
 REACHED = "79000000001"  # test number: always reached, never billed
@@ -141,6 +144,30 @@ async def test_the_admin_cli_sets_attempts_and_time(
         ["service", "set", str(api.service_id), "--verify-attempts", "0"],
     )
     assert refused.exit_code != 0 and "verify-attempts" in refused.output
+
+
+async def test_saving_the_dashboard_settings_keeps_the_verify_settings(api: Api) -> None:
+    await set_settings(api, verify_attempts=1)
+    page = new_page(api.client)
+    await page.sign_up()
+    async with api.rt.db.write() as conn:  # the customer's own service, on their account
+        await conn.execute(
+            update(services)
+            .where(services.c.id == api.service_id)
+            .values(
+                account_id=select(accounts.c.id)
+                .order_by(accounts.c.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+        )
+    r = await page.post(
+        f"/dashboard/services/{api.service_id}/settings",
+        {"allowed_countries": "", "hourly_limit": "", "ip_allowlist": "", "rps_limit": "40"},
+    )
+    assert r.status_code == 303, r.text
+    uid = await start(api)
+    assert (await api.get("verifyCode", uid=uid, code="0000"))["attempts_left"] == 0
 
 
 async def test_unknown_or_foreign_id_is_error_10(api: Api) -> None:
