@@ -285,3 +285,43 @@ async def test_the_inbound_call_verifies_the_authorization(api: Api, clock: Fake
     await api.rt.inbound.on_call(InboundCall(caller="79161234567", called=number, at=clock.now()))
     info = await api.get("getInfo", uid=uid)
     assert info["verified"] is True and info["verified_at"] == int(clock.now())
+
+
+# -- idempotency (`unique`, as on initCall) ----------------------------------------------
+
+
+async def test_same_key_same_arguments_replays_the_first_answer(api: Api) -> None:
+    uid = await start(api)
+    first = await api.get("verifyCode", uid=uid, code="0000", unique="k-1")
+    assert err(first) == 60 and first["attempts_left"] == 4
+    assert await api.get("verifyCode", uid=uid, code=0, unique="k-1") == first  # no attempt spent
+    assert (await api.get("verifyCode", uid=uid, code="0001"))["attempts_left"] == 3
+    ok = await api.get("verifyCode", uid=uid, code="1234", unique="k-2")
+    assert ok["verified"] is True and ok["attempts_left"] == 2
+    assert (
+        await api.post_json("verifyCode", {"ucaller_id": uid, "code": 1234, "unique": "k-2"}) == ok
+    )
+
+
+async def test_same_key_other_arguments_is_error_2(api: Api) -> None:
+    uid = await start(api)
+    await api.get("verifyCode", uid=uid, code="0000", unique="k-1")
+    assert err(await api.get("verifyCode", uid=uid, code="0001", unique="k-1")) == 2
+    other = await start(api, phone=NOT_REACHED)
+    assert err(await api.get("verifyCode", uid=other, code="0000", unique="k-1")) == 2
+    assert (await api.get("verifyCode", uid=uid, code="0002"))["attempts_left"] == 3
+
+
+async def test_simultaneous_requests_with_one_key_are_checked_once(api: Api) -> None:
+    uid = await start(api)
+    answers = await asyncio.gather(
+        *(api.get("verifyCode", uid=uid, code="0000", unique="same") for _ in range(10))
+    )
+    assert all(b == answers[0] for b in answers), answers
+    assert err(answers[0]) == 60 and answers[0]["attempts_left"] == 4
+    assert (await api.get("verifyCode", uid=uid, code="0001"))["attempts_left"] == 3
+
+
+async def test_an_overlong_key_is_error_2(api: Api) -> None:
+    uid = await start(api)
+    assert err(await api.get("verifyCode", uid=uid, code="1234", unique="x" * 65)) == 2

@@ -7,23 +7,32 @@ database lets through at most ``verify_attempts`` checks.
 
 Order of answers: already verified (the right code again is the same success; another code is
 63) → no attempts left (61) → expired (62) → count the attempt → right (success) or wrong (60).
+
+With a ``unique`` key the first answer is kept (request_keys) and replayed for the same key and
+arguments, without spending another attempt; the key is claimed in the transaction that counts,
+so of simultaneous requests with one key only one is checked.
 """
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import BigInteger, Float, Integer, bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
 from ..storage.database import Database
-from ..storage.tables import authorizations
+from ..storage.tables import authorizations, request_keys
 from .accounts import Service
 from .records import BY_ID, OWNED, Authorization
 
 a = authorizations.c
+k = request_keys.c
+METHOD = "verifyCode"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +97,106 @@ async def _state(conn: AsyncConnection, root_id: int) -> tuple[int, float | None
     return int(row.verify_attempts), row.verified_at
 
 
+@dataclass(frozen=True, slots=True)
+class Key:
+    unique: str
+    arguments: str  # what "the same request" means: the uid and the code, normalised
+
+
+Outcome = Verified | UcallerError
+
+
+class _Taken(Exception):
+    """Another request holds the ``unique`` key: its answer is the one to give."""
+
+
+def _stored(outcome: Outcome) -> dict[str, Any]:
+    if isinstance(outcome, Verified):
+        return {
+            "ucaller_id": outcome.ucaller_id,
+            "verified_at": outcome.verified_at,
+            "attempts_left": outcome.attempts_left,
+        }
+    return {"code": int(outcome.code), "error": outcome.error, "extra": outcome.extra}
+
+
+def _replayed(answer: dict[str, Any]) -> Verified:
+    if "code" in answer:
+        raise UcallerError(Code(answer["code"]), answer["error"], extra=answer["extra"])
+    return Verified(answer["ucaller_id"], answer["verified_at"], answer["attempts_left"])
+
+
+async def _claim(
+    db: Database, conn: AsyncConnection, service: Service, root_id: int, key: Key, now: float
+) -> None:
+    insert = sqlite_insert if db.sqlite else pg_insert
+    claim = (
+        insert(request_keys)
+        .values(
+            service_id=service.id,
+            method=METHOD,
+            unique_key=key.unique,
+            authorization_id=root_id,
+            arguments=key.arguments,
+            created_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(k.id)
+    )
+    # PostgreSQL waits here for a concurrent holder of the key to commit.
+    if (await conn.execute(claim)).first() is None:
+        raise _Taken
+
+
+async def _answer_of(db: Database, service: Service, key: Key) -> Verified | None:
+    """The kept answer for ``key``, or None if the key is new; error 2 for other arguments."""
+    async with db.read() as conn:
+        row = (
+            await conn.execute(
+                select(k.arguments, k.answer).where(
+                    k.service_id == service.id, k.method == METHOD, k.unique_key == key.unique
+                )
+            )
+        ).first()
+    if row is None or row.answer is None:
+        return None
+    if row.arguments != key.arguments:
+        raise UcallerError(
+            Code.BAD_PARAMETER, "The unique key was already used with other arguments"
+        )
+    return _replayed(row.answer)
+
+
 async def verify_code(
-    db: Database, service: Service, uid: int, code: str, *, now: float
+    db: Database,
+    service: Service,
+    uid: int,
+    code: str,
+    *,
+    now: float,
+    unique: str | None = None,
 ) -> Verified:
     """Check ``code`` for authorization ``uid`` of ``service``; raises the error answers."""
+    key = None if unique is None else Key(unique, f"uid={uid}&code={code}")
+    if key is not None:
+        kept = await _answer_of(db, service, key)
+        if kept is not None:
+            return kept
+    try:
+        return await _check(db, service, uid, code, now=now, key=key)
+    except (UcallerError, _Taken):
+        # A request with the same key may have answered meanwhile: that answer stands. (After
+        # _Taken it is always there: the holder kept it in the transaction that took the key.)
+        if key is not None:
+            kept = await _answer_of(db, service, key)
+            if kept is not None:
+                return kept
+        raise
+
+
+async def _check(
+    db: Database, service: Service, uid: int, code: str, *, now: float, key: Key | None
+) -> Verified:
     limit = service.settings.verify_attempts
     root = await _root(db, service, uid)
     if root.verified_at is not None:
@@ -108,16 +213,43 @@ async def verify_code(
 
     right = _matches(root.code, code)
     async with db.write() as conn:
-        counted = (await conn.execute(_COUNT, {"root": root.id, "max": limit})).first()
-        if counted is None:
-            # Another check got in first: it used the last attempt or verified the chain.
-            used, verified_at = await _state(conn, root.id)
-            if verified_at is not None:
-                return _answer_verified(uid, root, code, verified_at, used, limit)
-            raise UcallerError(Code.NO_ATTEMPTS_LEFT, extra={"attempts_left": 0})
-        used = int(counted.verify_attempts)
-        if right:
-            await conn.execute(_VERIFY, {"root": root.id, "now": now})
+        if key is not None:
+            await _claim(db, conn, service, root.id, key, now)
+        outcome = await _count(conn, uid, root, code, right, limit, now)
+        if key is not None:
+            await conn.execute(
+                update(request_keys)
+                .where(k.service_id == service.id, k.method == METHOD, k.unique_key == key.unique)
+                .values(answer=_stored(outcome))
+            )
+    if isinstance(outcome, UcallerError):
+        raise outcome
+    return outcome
+
+
+async def _count(
+    conn: AsyncConnection,
+    uid: int,
+    root: Authorization,
+    code: str,
+    right: bool,
+    limit: int,
+    now: float,
+) -> Outcome:
+    """Spend one attempt and decide, inside the write transaction (nothing raised here, so
+    the answer is kept with the count)."""
+    counted = (await conn.execute(_COUNT, {"root": root.id, "max": limit})).first()
+    if counted is None:
+        # Another check got in first: it used the last attempt or verified the chain.
+        used, verified_at = await _state(conn, root.id)
+        if verified_at is None:
+            return UcallerError(Code.NO_ATTEMPTS_LEFT, extra={"attempts_left": 0})
+        try:
+            return _answer_verified(uid, root, code, verified_at, used, limit)
+        except UcallerError as err:
+            return err
+    used = int(counted.verify_attempts)
     if not right:
-        raise UcallerError(Code.WRONG_CODE, extra={"attempts_left": _left(limit, used)})
+        return UcallerError(Code.WRONG_CODE, extra={"attempts_left": _left(limit, used)})
+    await conn.execute(_VERIFY, {"root": root.id, "now": now})
     return Verified(uid, now, _left(limit, used))

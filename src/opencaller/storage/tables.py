@@ -180,3 +180,19 @@ ledger = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_ledger_account_time", "account_id", "created_at"),
 )
+
+# Idempotency keys (`unique`) of methods other than initCall (whose key is on its row): the
+# first answer, replayed for the same key and arguments. Kept as long as the authorization.
+request_keys = Table(
+    "request_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("service_id", ForeignKey("services.id", ondelete="CASCADE"), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("unique_key", String(64), nullable=False),
+    Column("authorization_id", ForeignKey("authorizations.id", ondelete="CASCADE"), nullable=False),
+    Column("arguments", String(256), nullable=False),
+    Column("answer", JSON, nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("service_id", "method", "unique_key", name="uq_request_keys_key"),
+)

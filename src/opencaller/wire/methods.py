@@ -177,7 +177,8 @@ async def verify_code(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]
     code = parse_code(raw_code)
     if code is None:
         raise UcallerError(Code.BAD_PARAMETER, "Parameter 'code' must be 1 to 4 digits")
-    result = await check_code(rt.db, caller.service, uid, code, now=rt.clock.now())
+    unique = args.text("unique", max_len=64) or None
+    result = await check_code(rt.db, caller.service, uid, code, now=rt.clock.now(), unique=unique)
     return views.verified(result)
 
 
