@@ -20,18 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, Integer, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
 from ..storage.database import Database
-from ..storage.tables import authorizations, request_keys
+from ..storage.tables import authorizations
 from .accounts import Service
 from .records import BY_ID, OWNED, Authorization
+from .request_keys import Key, Taken, answer_of, claim, keep
 
 a = authorizations.c
-k = request_keys.c
 METHOD = "verifyCode"
 
 
@@ -97,17 +95,7 @@ async def _state(conn: AsyncConnection, root_id: int) -> tuple[int, float | None
     return int(row.verify_attempts), row.verified_at
 
 
-@dataclass(frozen=True, slots=True)
-class Key:
-    unique: str
-    arguments: str  # what "the same request" means: the uid and the code, normalised
-
-
 Outcome = Verified | UcallerError
-
-
-class _Taken(Exception):
-    """Another request holds the ``unique`` key: its answer is the one to give."""
 
 
 def _stored(outcome: Outcome) -> dict[str, Any]:
@@ -126,47 +114,6 @@ def _replayed(answer: dict[str, Any]) -> Verified:
     return Verified(answer["ucaller_id"], answer["verified_at"], answer["attempts_left"])
 
 
-async def _claim(
-    db: Database, conn: AsyncConnection, service: Service, root_id: int, key: Key, now: float
-) -> None:
-    insert = sqlite_insert if db.sqlite else pg_insert
-    claim = (
-        insert(request_keys)
-        .values(
-            service_id=service.id,
-            method=METHOD,
-            unique_key=key.unique,
-            authorization_id=root_id,
-            arguments=key.arguments,
-            created_at=now,
-        )
-        .on_conflict_do_nothing()
-        .returning(k.id)
-    )
-    # PostgreSQL waits here for a concurrent holder of the key to commit.
-    if (await conn.execute(claim)).first() is None:
-        raise _Taken
-
-
-async def _answer_of(db: Database, service: Service, key: Key) -> Verified | None:
-    """The kept answer for ``key``, or None if the key is new; error 2 for other arguments."""
-    async with db.read() as conn:
-        row = (
-            await conn.execute(
-                select(k.arguments, k.answer).where(
-                    k.service_id == service.id, k.method == METHOD, k.unique_key == key.unique
-                )
-            )
-        ).first()
-    if row is None or row.answer is None:
-        return None
-    if row.arguments != key.arguments:
-        raise UcallerError(
-            Code.BAD_PARAMETER, "The unique key was already used with other arguments"
-        )
-    return _replayed(row.answer)
-
-
 async def verify_code(
     db: Database,
     service: Service,
@@ -177,20 +124,21 @@ async def verify_code(
     unique: str | None = None,
 ) -> Verified:
     """Check ``code`` for authorization ``uid`` of ``service``; raises the error answers."""
-    key = None if unique is None else Key(unique, f"uid={uid}&code={code}")
-    if key is not None:
-        kept = await _answer_of(db, service, key)
+    key = None
+    if unique is not None:
+        key = Key(service.id, METHOD, unique, f"uid={uid}&code={code}")
+        kept = await answer_of(db, key)
         if kept is not None:
-            return kept
+            return _replayed(kept)
     try:
         return await _check(db, service, uid, code, now=now, key=key)
-    except (UcallerError, _Taken):
+    except (UcallerError, Taken):
         # A request with the same key may have answered meanwhile: that answer stands. (After
-        # _Taken it is always there: the holder kept it in the transaction that took the key.)
+        # Taken it is always there: the holder kept it in the transaction that took the key.)
         if key is not None:
-            kept = await _answer_of(db, service, key)
+            kept = await answer_of(db, key)
             if kept is not None:
-                return kept
+                return _replayed(kept)
         raise
 
 
@@ -214,14 +162,10 @@ async def _check(
     right = _matches(root.code, code)
     async with db.write() as conn:
         if key is not None:
-            await _claim(db, conn, service, root.id, key, now)
+            await claim(db, conn, key, root.id, now)
         outcome = await _count(conn, uid, root, code, right, limit, now)
         if key is not None:
-            await conn.execute(
-                update(request_keys)
-                .where(k.service_id == service.id, k.method == METHOD, k.unique_key == key.unique)
-                .values(answer=_stored(outcome))
-            )
+            await keep(conn, key, _stored(outcome))
     if isinstance(outcome, UcallerError):
         raise outcome
     return outcome
