@@ -325,3 +325,21 @@ async def test_simultaneous_requests_with_one_key_are_checked_once(api: Api) -> 
 async def test_an_overlong_key_is_error_2(api: Api) -> None:
     uid = await start(api)
     assert err(await api.get("verifyCode", uid=uid, code="1234", unique="x" * 65)) == 2
+
+
+async def test_init_repeat_with_a_key_places_one_repeat(api: Api) -> None:
+    first = await start(api, phone=NOT_REACHED)
+    await api.wait_final(first)
+    answers = await asyncio.gather(
+        *(api.get("initRepeat", uid=first, unique="r-1") for _ in range(5))
+    )
+    assert all(b == answers[0] for b in answers), answers
+    assert answers[0]["free_repeated"] is True
+    repeat = answers[0]["ucaller_id"]
+    await api.wait_final(repeat)
+    assert await api.get("initRepeat", uid=first, unique="r-1") == answers[0]
+    info = await api.get("getInfo", uid=first)
+    assert info["repeated_ucaller_ids"] == [repeat]
+    assert err(await api.get("initRepeat", uid=first, unique="r-1", voice="true")) == 2
+    # The repeat shares the original's code check.
+    assert (await api.get("verifyCode", uid=repeat, code="1234"))["verified"] is True

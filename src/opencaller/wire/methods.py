@@ -70,8 +70,9 @@ async def init_call(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
 
 async def init_repeat(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
     uid = _uid(args)
+    unique = args.text("unique", max_len=64) or None
     result = await rt.authorizations.init_repeat(
-        caller.service, caller.account, uid, voice=args.flag("voice")
+        caller.service, caller.account, uid, voice=args.flag("voice"), unique=unique
     )
     return views.init_call(result, repeat=True)
 
