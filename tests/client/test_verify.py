@@ -51,3 +51,15 @@ def test_cli_verify(live: Live) -> None:
     assert body["verified"] is True and body["attempts_left"] == 3
     table = runner.invoke(app, ["verify", uid, "7777"], env=live.env)
     assert table.exit_code == 0 and "verified_at" in table.stdout and "UTC" in table.stdout
+
+
+def test_a_retried_check_spends_one_attempt(client: Client) -> None:
+    call = client.init_call("79000000001", code="5555")
+    with pytest.raises(CodeError) as first:
+        client.verify_code(call.ucaller_id, "0000", unique="retry-1")
+    with pytest.raises(CodeError) as again:  # what a retry after a lost answer sends
+        client.verify_code(call.ucaller_id, "0000", unique="retry-1")
+    assert first.value.attempts_left == again.value.attempts_left == 4
+    with pytest.raises(CodeError) as other:
+        client.verify_code(call.ucaller_id, "0000")  # a fresh key of its own
+    assert other.value.attempts_left == 3

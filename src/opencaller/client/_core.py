@@ -284,10 +284,17 @@ class Core:
         params = {"phone": phone_digits(phone), "callback_url": callback_url}
         return self.call("/v1.0/inboundCallWaiting", params, InboundCallWaiting, safe=False)
 
-    def verify_code(self, uid: int, code: str | int) -> Flow[VerifyCode]:
-        # Every check spends one of the authorization's attempts: never sent twice.
+    def verify_code(
+        self, uid: int, code: str | int, *, unique: str | None = None
+    ) -> Flow[VerifyCode]:
+        if unique is None and self.auto_unique:
+            # Every check spends one of the authorization's attempts; with a key the server
+            # answers a repeated request with its first answer, so retrying is safe.
+            unique = str(uuid.uuid4())
         params = {"uid": str(uid), "code": auth_code(code)}
-        return self.call("/v1.0/verifyCode", params, VerifyCode, safe=False)
+        if unique is not None:
+            params["unique"] = unique
+        return self.call("/v1.0/verifyCode", params, VerifyCode, safe=unique is not None)
 
     def health(self) -> Flow[Health]:
         return self.call("/health", {}, Health, safe=True, auth=False)
