@@ -63,7 +63,7 @@ MESSAGES: dict[Code, str] = {
     Code.WRONG_CODE: "Wrong code",
     Code.NO_ATTEMPTS_LEFT: "No attempts left to check a code for this authorization",
     Code.CODE_EXPIRED: "The code has expired; start a new authorization",
-    Code.ALREADY_VERIFIED: "The authorization is already verified with another code",
+    Code.ALREADY_VERIFIED: "The authorization is already verified; this is not its code",
     Code.AUTH_FAILED: "Authentication failed. Make sure you are using the correct authentication"
     " scheme. (https://developer.ucaller.ru/)",
     Code.METHOD_NOT_SUPPORTED: "Method not supported",

@@ -64,7 +64,7 @@ class ServiceError(UcallerAPIError):
 
 class CodeError(UcallerAPIError):
     """verifyCode (opencaller's extension) refused the code: wrong (60), no attempts left (61),
-    expired (62) or the authorization is already verified with another code (63)."""
+    expired (62), or another code after the authorization was verified (63)."""
 
     @property
     def attempts_left(self) -> int | None:
