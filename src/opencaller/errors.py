@@ -25,6 +25,11 @@ class Code(IntEnum):
     NUMBER_WAIT = 19
     VOICE_UNAVAILABLE = 20
     HOURLY_LIMIT = 50
+    # opencaller's own (verifyCode, spec §14); uCaller uses none of 60-64
+    WRONG_CODE = 60
+    NO_ATTEMPTS_LEFT = 61
+    CODE_EXPIRED = 62
+    ALREADY_VERIFIED = 63
     AUTH_FAILED = 401
     METHOD_NOT_SUPPORTED = 405
     TOO_MANY_REQUESTS = 429
@@ -55,6 +60,10 @@ MESSAGES: dict[Code, str] = {
     Code.VOICE_UNAVAILABLE: "Voice authorization is not available for this country",
     Code.HOURLY_LIMIT: "Hourly authorization limit exceeded. Limits are set in the service"
     " settings",
+    Code.WRONG_CODE: "Wrong code",
+    Code.NO_ATTEMPTS_LEFT: "No attempts left to check a code for this authorization",
+    Code.CODE_EXPIRED: "The code has expired; start a new authorization",
+    Code.ALREADY_VERIFIED: "The authorization is already verified; this is not its code",
     Code.AUTH_FAILED: "Authentication failed. Make sure you are using the correct authentication"
     " scheme. (https://developer.ucaller.ru/)",
     Code.METHOD_NOT_SUPPORTED: "Method not supported",
@@ -71,11 +80,22 @@ MESSAGES: dict[Code, str] = {
 class UcallerError(Exception):
     """An error the client should see as the uCaller error object."""
 
-    def __init__(self, code: Code, error: str | None = None, *, retry_after: int | None = None):
+    def __init__(
+        self,
+        code: Code,
+        error: str | None = None,
+        *,
+        retry_after: int | None = None,
+        extra: dict[str, object] | None = None,
+    ):
         self.code = code
         self.error = error or MESSAGES[code]
         self.retry_after = retry_after
+        self.extra = extra  # fields an extension adds to the error object (attempts_left)
         super().__init__(f"{int(code)}: {self.error}")
 
     def body(self) -> dict[str, object]:
-        return {"status": False, "error": self.error, "code": int(self.code)}
+        body: dict[str, object] = {"status": False, "error": self.error, "code": int(self.code)}
+        if self.extra:
+            body.update(self.extra)
+        return body

@@ -240,6 +240,7 @@ async def test_inbound_verification_calls_the_webhook(
         http.shutdown()
     assert pending["call_status"] == -1
     assert info["call_status"] == 1
+    assert info["verified"] is True and isinstance(info["verified_at"], int)  # the call verifies
     assert len(caller.lines("FINAL")) == 1  # SIPp was declined with 603: free for the caller
     assert len(Receiver.got) == 1
     headers, body = Receiver.got[0]

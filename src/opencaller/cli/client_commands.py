@@ -42,7 +42,7 @@ KeyOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")]
 
 CALL_STATUS = {-1: "being checked", 0: "not reached", 1: "reached"}  # client.models.CallStatus
-TIME_FIELDS = {"init_time", "creation_time", "last_request", "created", "updated"}
+TIME_FIELDS = {"init_time", "creation_time", "last_request", "created", "updated", "verified_at"}
 
 
 def _client(url: str, service_id: str | None, key: str | None) -> Client:
@@ -211,7 +211,31 @@ def watch(
         raise typer.Exit(EXIT_NOT_REACHED)
 
 
+def verify(
+    uid: Annotated[int, typer.Argument(help="uCaller id from `call`.")],
+    code: Annotated[str, typer.Argument(help="The code the subscriber typed.")],
+    url: UrlOpt = DEFAULT_URL,
+    service_id: ServiceIdOpt = None,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a code on the server (verifyCode, opencaller's extension); exit 1 if refused."""
+    from ..client import CodeError, UcallerAPIError
+
+    with _client(url, service_id, key) as api:
+        try:
+            result = api.verify_code(uid, code)
+        except CodeError as err:
+            left = "" if err.attempts_left is None else f" ({err.attempts_left} attempts left)"
+            typer.echo(f"error {err.code}: {err.message}{left}", err=True)
+            raise typer.Exit(EXIT_API_ERROR) from err
+        except UcallerAPIError as err:
+            typer.echo(f"error {err.code}: {err.message}", err=True)
+            raise typer.Exit(EXIT_API_ERROR) from err
+    _show(result, as_json, f"verifyCode {uid}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to the `opencaller` command line."""
-    for command in (call, info, watch, repeat, balance, lookup):
+    for command in (call, info, watch, repeat, balance, lookup, verify):
         app.command(command.__name__)(command)

@@ -405,6 +405,14 @@ def service_set(
     test_mode: Annotated[bool | None, typer.Option("--test-mode/--no-test-mode")] = None,
     enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
     archived: Annotated[bool | None, typer.Option("--archive/--unarchive")] = None,
+    verify_attempts: Annotated[
+        int | None,
+        typer.Option(min=1, help="verifyCode: codes that may be tried per authorization."),
+    ] = None,
+    verify_ttl: Annotated[
+        int | None,
+        typer.Option(min=1, help="verifyCode: seconds after initCall a code can be checked."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Change a service's settings and state."""
@@ -432,6 +440,10 @@ def service_set(
                 changes["ip_allowlist"] = split(ip_allowlist)
             if voice is not None:
                 changes["voice_enabled"] = voice
+            if verify_attempts is not None:
+                changes["verify_attempts"] = verify_attempts
+            if verify_ttl is not None:
+                changes["verify_ttl_s"] = verify_ttl
             new = service.settings.model_copy(update=changes)
             values: dict[str, object] = {
                 "settings": ServiceSettings.model_validate(new.model_dump())

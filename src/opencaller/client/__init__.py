@@ -10,6 +10,7 @@ from ._sync import Client
 from .errors import (
     AuthError,
     BalanceError,
+    CodeError,
     LimitError,
     NotFoundError,
     RepeatError,
@@ -32,6 +33,7 @@ from .models import (
     InitRepeat,
     PhoneInfo,
     ServiceTestInfo,
+    VerifyCode,
 )
 from .retry import NO_RETRY, RetryPolicy
 from .webhooks import InboundCall, WebhookSignatureError, sign, verify
@@ -46,6 +48,7 @@ __all__ = [
     "CallStatus",
     "CheckPhone",
     "Client",
+    "CodeError",
     "GetAccount",
     "GetBalance",
     "GetInfo",
@@ -66,6 +69,7 @@ __all__ = [
     "ServiceTestInfo",
     "UcallerAPIError",
     "ValidationError",
+    "VerifyCode",
     "WebhookSignatureError",
     "sign",
     "verify",

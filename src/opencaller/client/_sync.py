@@ -20,6 +20,7 @@ from .models import (
     InboundCallWaiting,
     InitCall,
     InitRepeat,
+    VerifyCode,
 )
 from .retry import RetryPolicy
 
@@ -110,6 +111,12 @@ class Client:
 
     def inbound_call_waiting(self, phone: str | int, callback_url: str) -> InboundCallWaiting:
         return self._run(self._core.inbound_call_waiting(phone, callback_url))
+
+    def verify_code(self, uid: int, code: str | int, *, unique: str | None = None) -> VerifyCode:
+        """Check the code the subscriber typed (opencaller's extension, not on uCaller).
+
+        Raises ``CodeError`` when it is refused (``attempts_left`` tells how many remain)."""
+        return self._run(self._core.verify_code(uid, code, unique=unique))
 
     def health(self) -> Health:
         return self._run(self._core.health())

@@ -62,6 +62,16 @@ class ServiceError(UcallerAPIError):
     """The service or account cannot work right now: disabled, blocked, archived (4, 5, 1001…)."""
 
 
+class CodeError(UcallerAPIError):
+    """verifyCode (opencaller's extension) refused the code: wrong (60), no attempts left (61),
+    expired (62), or another code after the authorization was verified (63)."""
+
+    @property
+    def attempts_left(self) -> int | None:
+        left = (self.body or {}).get("attempts_left")
+        return left if isinstance(left, int) and not isinstance(left, bool) else None
+
+
 class ServerError(UcallerAPIError):
     """The server failed (500, HTTP 5xx) or could not be reached at all."""
 
@@ -74,6 +84,7 @@ FAMILIES: dict[int, type[UcallerAPIError]] = {
     **dict.fromkeys((11, 12, 13), RepeatError),
     **dict.fromkeys((1, 2, 3, 9, 20), ValidationError),
     **dict.fromkeys((4, 1001, 1004, 1005, 5), ServiceError),
+    **dict.fromkeys((60, 61, 62, 63), CodeError),
     500: ServerError,
 }
 

@@ -103,6 +103,9 @@ class GetInfo(ApiModel):
     sip_code: int | None = None
     sip_reason: str | None = None
     is_test: bool | None = None
+    # opencaller extension: the server-side code check (verifyCode); None on uCaller.
+    verified: bool | None = None
+    verified_at: int | None = None
 
     @property
     def pending(self) -> bool:
@@ -191,3 +194,13 @@ class Health(ApiModel):
     status: bool
     database: bool | None = None
     providers: bool | None = None
+
+
+class VerifyCode(ApiModel):
+    """opencaller's `verifyCode` (not on uCaller): the code was right."""
+
+    status: bool = True
+    ucaller_id: int
+    verified: bool
+    verified_at: int
+    attempts_left: int

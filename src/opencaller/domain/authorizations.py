@@ -36,6 +36,7 @@ from .records import (
     REPEATED,
     Authorization,
 )
+from .request_keys import Key, Taken, answer_of, claim, keep
 from .writes import Writes
 
 __all__ = ["Authorization", "Authorizations", "Info", "InitResult", "Policy"]
@@ -82,6 +83,7 @@ class Info:
     root_direction: str
     root_unique: str | None  # the idempotency key stays with the original
     now: float
+    verified_at: float | None = None  # verifyCode's state is the chain's, on the original
 
     @property
     def repeats_left(self) -> int:
@@ -279,7 +281,34 @@ class Authorizations:
     # -- initRepeat -----------------------------------------------------------------------
 
     async def init_repeat(
-        self, service: Service, account: Account, uid: int, *, voice: bool = False
+        self,
+        service: Service,
+        account: Account,
+        uid: int,
+        *,
+        voice: bool = False,
+        unique: str | None = None,
+    ) -> InitResult:
+        """A free repeat; with ``unique`` (request_keys.py) a retry gets the same repeat."""
+        if unique is None:
+            return await self._repeat(service, uid, voice=voice, key=None)
+        key = Key(service.id, "initRepeat", unique, f"uid={uid}&voice={int(voice)}")
+        kept = await answer_of(self.db, key)
+        if kept is None:
+            try:
+                return await self._repeat(service, uid, voice=voice, key=key)
+            except (UcallerError, Taken):
+                # A request with the same key may have placed the repeat meanwhile.
+                kept = await answer_of(self.db, key)
+                if kept is None:
+                    raise
+        async with self.db.read() as conn:
+            row = await self._get(conn, int(kept["ucaller_id"]))
+            root = row if row.first_id is None else await self._get(conn, row.root_id)
+        return InitResult(row, exists=root.unique_key is not None, unique=root.unique_key)
+
+    async def _repeat(
+        self, service: Service, uid: int, *, voice: bool, key: Key | None
     ) -> InitResult:
         now = self.clock.now()
         async with self.db.write() as conn:
@@ -306,6 +335,8 @@ class Authorizations:
             )
             if kind is CallKind.VOICE and not voice_ok:
                 raise UcallerError(Code.VOICE_UNAVAILABLE)
+            if key is not None:
+                await claim(self.db, conn, key, root.id, now)
             # Last, so that nothing is recorded for a repeat refused for another reason.
             await self.writes.check_repeat(conn, service, None if root.is_test else root.phone, now)
             values = self._values(
@@ -324,6 +355,8 @@ class Authorizations:
             )
             row = await self.writes.insert(conn, values)
             await conn.execute(REPEATED, {"root": root.id})
+            if key is not None:
+                await keep(conn, key, {"ucaller_id": row.id})
         await self._touch_service(service.id, now)
         self.notify()
         return InitResult(row, exists=root.unique_key is not None, unique=root.unique_key)
@@ -359,6 +392,7 @@ class Authorizations:
             root_direction=root.direction,
             root_unique=root.unique_key,
             now=self.clock.now(),
+            verified_at=root.verified_at,
         )
 
     # -- inboundCallWaiting ---------------------------------------------------------------

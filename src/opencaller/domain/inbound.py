@@ -79,6 +79,7 @@ class InboundVerifications:
                     caller_id=caller,
                     sip_reason="the subscriber called; declined so the call is free",
                     finished_at=now,
+                    verified_at=now,  # the call itself proves the number
                 )
             )
             payload = InboundCallPayload(

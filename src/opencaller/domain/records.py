@@ -46,6 +46,8 @@ class Authorization:
     sip_reason: str | None
     confirmation_number: str | None
     callback_url: str | None
+    verify_attempts: int
+    verified_at: float | None
 
     @classmethod
     def from_row(cls, row: Any) -> Authorization:

@@ -16,3 +16,7 @@ class ServiceSettings(BaseModel):
     voice_enabled: bool = True
     # API requests per second for the service (error 429 beyond it).
     rps_limit: int = 50
+    # verifyCode: codes that may be tried per authorization (its chain of repeats shares
+    # them), and how long after initCall a code can be checked.
+    verify_attempts: int = Field(default=5, ge=1)
+    verify_ttl_s: int = Field(default=600, ge=1)

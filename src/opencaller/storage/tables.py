@@ -156,6 +156,11 @@ authorizations = Table(
     # inbound verification
     Column("callback_url", Text, nullable=True),
     Column("confirmation_number", String(20), nullable=True),
+    # server-side code check (verifyCode), kept on the chain's original: codes tried, and
+    # when the right one was given (or the inbound call arrived). No Python-side default:
+    # the prepared INSERTs name only the columns they write.
+    Column("verify_attempts", Integer, nullable=False, server_default="0"),
+    Column("verified_at", Float, nullable=True),
     UniqueConstraint("service_id", "unique_key", name="uq_authorizations_unique"),
     Index("ix_authorizations_phone_time", "phone", "created_at"),
     Index("ix_authorizations_service_time", "service_id", "created_at"),
@@ -178,4 +183,20 @@ ledger = Table(
     Column("reason", String(256), nullable=False, default=""),
     Column("created_at", Float, nullable=False),
     Index("ix_ledger_account_time", "account_id", "created_at"),
+)
+
+# Idempotency keys (`unique`) of methods other than initCall (whose key is on its row): the
+# first answer, replayed for the same key and arguments. Kept as long as the authorization.
+request_keys = Table(
+    "request_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("service_id", ForeignKey("services.id", ondelete="CASCADE"), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("unique_key", String(64), nullable=False),
+    Column("authorization_id", ForeignKey("authorizations.id", ondelete="CASCADE"), nullable=False),
+    Column("arguments", String(256), nullable=False),
+    Column("answer", JSON, nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("service_id", "method", "unique_key", name="uq_request_keys_key"),
 )

@@ -12,6 +12,7 @@ from ..domain.accounts import get_account
 from ..domain.authentication import Caller
 from ..domain.money import to_rub
 from ..domain.phones import e164, parse_code
+from ..domain.verification import verify_code as check_code
 from ..errors import Code, UcallerError
 from ..numbering import InvalidPhoneNumber, InvalidReason
 from ..runtime import Runtime
@@ -72,8 +73,9 @@ async def init_call(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
 
 async def init_repeat(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
     uid = _uid(args)
+    unique = args.text("unique", max_len=64) or None
     result = await rt.authorizations.init_repeat(
-        caller.service, caller.account, uid, voice=args.flag("voice")
+        caller.service, caller.account, uid, voice=args.flag("voice"), unique=unique
     )
     return views.init_call(result, repeat=True)
 
@@ -170,6 +172,20 @@ async def inbound_call_waiting(rt: Runtime, caller: Caller, args: Args) -> dict[
     return views.inbound(auth)
 
 
+async def verify_code(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
+    """Our extension (spec §14): check the code the subscriber typed."""
+    uid = _uid(args)
+    raw_code = args.get("code")
+    if raw_code is None or raw_code == "":
+        raise UcallerError(Code.BAD_PARAMETER, "Parameter 'code' is required")
+    code = parse_code(raw_code)
+    if code is None:
+        raise UcallerError(Code.BAD_PARAMETER, "Parameter 'code' must be 1 to 4 digits")
+    unique = args.text("unique", max_len=64) or None
+    result = await check_code(rt.db, caller.service, uid, code, now=rt.clock.now(), unique=unique)
+    return views.verified(result)
+
+
 METHODS: dict[str, Handler] = {
     "initcall": init_call,
     "initrepeat": init_repeat,
@@ -179,4 +195,5 @@ METHODS: dict[str, Handler] = {
     "getaccount": get_account_,
     "checkphone": check_phone,
     "inboundcallwaiting": inbound_call_waiting,
+    "verifycode": verify_code,
 }

@@ -12,6 +12,7 @@ from ..domain.accounts import Account, Service
 from ..domain.authorizations import Authorization, Info, InitResult
 from ..domain.money import to_rub
 from ..domain.phones import mask
+from ..domain.verification import Verified
 
 FLAG_URL = "https://static.ucaller.ru/flag/{iso}.svg"
 
@@ -65,6 +66,9 @@ def get_info(info: Info, phone_info: list[dict[str, str]]) -> dict[str, Any]:
             "sip_code": auth.sip_code,
             "sip_reason": auth.sip_reason,
             "is_test": auth.is_test,
+            # opencaller extensions: the server-side code check (verifyCode), per chain
+            "verified": info.verified_at is not None,
+            "verified_at": None if info.verified_at is None else int(info.verified_at),
         }
     )
     if auth.kind == "inbound":
@@ -72,6 +76,16 @@ def get_info(info: Info, phone_info: list[dict[str, str]]) -> dict[str, Any]:
         # the confirmation number must not look like one to a client comparing codes.
         del body["code"]
     return body
+
+
+def verified(result: Verified) -> dict[str, Any]:
+    return {
+        "status": True,
+        "ucaller_id": result.ucaller_id,
+        "verified": True,
+        "verified_at": int(result.verified_at),
+        "attempts_left": result.attempts_left,
+    }
 
 
 def inbound(auth: Authorization) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ...domain.accounts import Service, create_service, regenerate_key, update_service
-from ...domain.settings import ServiceSettings
 from .. import data, fmt
 from ..web import Ctx, Dash, NotFound, int_param, page
 
@@ -142,12 +141,15 @@ async def settings(ctx: Ctx) -> Response:
         errors.append("Requests per second must be a whole number from 1 to 10000.")
     if errors or rps is None:
         return ctx.render("service.html", status=400, service=service, form=form, errors=errors)
-    new = ServiceSettings(
-        allowed_countries=countries,
-        hourly_limit=hourly or None,
-        ip_allowlist=networks,
-        voice_enabled=bool(form["voice_enabled"]),
-        rps_limit=rps,
+    # A copy, so settings this form does not show (verifyCode's) are kept.
+    new = service.settings.model_copy(
+        update={
+            "allowed_countries": countries,
+            "hourly_limit": hourly or None,
+            "ip_allowlist": networks,
+            "voice_enabled": bool(form["voice_enabled"]),
+            "rps_limit": rps,
+        }
     )
     await _change(
         ctx, service, "service settings changed", settings=new, test_mode=bool(form["test_mode"])
