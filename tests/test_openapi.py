@@ -192,12 +192,21 @@ async def test_real_answers_of_every_method_match_the_document(api: Api) -> None
     check("getService", await api.get("getService"))
     check("checkPhone", await api.get("checkPhone", phone="+7 909 100-00-00"))
     check("checkPhone", await api.post_json("checkPhone", {"phone": SUCCESS_PHONE}))
-    check(
+    inbound = check(
         "inboundCallWaiting",
         await api.get(
             "inboundCallWaiting", phone="+79161234567", callback_url="https://example.com/hook"
         ),
     )
+    assert "code" not in check("getInfo", await api.get("getInfo", uid=inbound["ucaller_id"]))
+    wrong = check(
+        "verifyCode", await api.get("verifyCode", uid=plain["ucaller_id"], code="1"), ok=False
+    )
+    assert wrong["code"] == 60 and wrong["attempts_left"] == 4
+    right = await api.get("verifyCode", uid=plain["ucaller_id"], code=plain["code"], unique="v-1")
+    assert check("verifyCode", right)["verified"] is True
+    verified = check("getInfo", await api.get("getInfo", uid=plain["ucaller_id"]))
+    assert verified["verified"] is True and verified["verified_at"] == right["verified_at"]
     check("health", (await api.client.get("/health")).json())
     assert seen == set(METHODS) | {"health"}
 
@@ -327,6 +336,7 @@ def _valid_arguments(case: Any, n: int, uid: int) -> None:
         "phone": f"7916{n:07d}",
         "uid": str(uid),
         "ucaller_id": str(uid),
+        "code": KNOWN_CODE,  # every known id's code
         # a public address literal: no name to resolve, nothing private (never called here)
         "callback_url": "https://93.184.215.14/ucaller",
     }
@@ -393,15 +403,16 @@ def exercise(case: Any, live: LiveServer, tail: LogTail, n: int, uid: int) -> bo
     return bool(body["status"])
 
 
+KNOWN_CODE = "0427"
 EXAMPLES_PER_OPERATION = 8  # per generation mode, after the coverage cases
 
 
 def finished_authorizations(live: LiveServer, count: int) -> list[int]:
     """Ids whose calls have ended: getInfo finds them, initRepeat may repeat each twice."""
     ids = [
-        httpx.get(f"{live.url}/v1.0/initCall", params=live.params(phone=FAIL_PHONE)).json()[
-            "ucaller_id"
-        ]
+        httpx.get(
+            f"{live.url}/v1.0/initCall", params=live.params(phone=FAIL_PHONE, code=KNOWN_CODE)
+        ).json()["ucaller_id"]
         for _ in range(count)
     ]
     for uid in ids:
@@ -410,6 +421,9 @@ def finished_authorizations(live: LiveServer, count: int) -> list[int]:
             if info["call_status"] != -1:
                 break
             time.sleep(0.1)
+        # verified once: the right code succeeds again however many wrong ones the fuzzer sends
+        verify = live.params(uid=uid, code=KNOWN_CODE)
+        assert httpx.get(f"{live.url}/v1.0/verifyCode", params=verify).json()["verified"]
     return ids
 
 
@@ -433,7 +447,7 @@ def test_schemathesis_answers_stay_ucaller_shaped(live: LiveServer) -> None:
             succeeded.add(case.operation.label)
 
     operations = [cast(Any, result).ok() for result in schema.get_all_operations()]
-    assert len(operations) == 17
+    assert len(operations) == 2 * len(METHODS) + 1  # GET and POST of each, and /health
     for operation in operations:
         found = failures.setdefault(operation.label, [])
         coverage = schema.iter_coverage_cases(

@@ -204,8 +204,15 @@ GET_INFO = _object(
         "is_test": _ext(
             {"type": "boolean", "description": "A test number or a service in test mode."}
         ),
+        "verified": _ext(
+            {"type": "boolean", "description": "verifyCode (or the inbound call) confirmed it."}
+        ),
+        "verified_at": _ext(
+            {"type": ["integer", "null"], "description": "When it was verified; null until then."}
+        ),
     },
-    optional=("first_ucaller_id", "unique"),
+    # no code for an inbound verification: the subscriber calls us, nothing is dialled
+    optional=("first_ucaller_id", "unique", "code"),
     # first_ucaller_id comes exactly with the repeats
     **{
         "if": {"properties": {"is_repeated": {"const": True}}},
@@ -327,6 +334,22 @@ INBOUND = _object(
     }
 )
 
+ATTEMPTS_LEFT: Schema = _ext(
+    {"type": "integer", "minimum": 0, "description": "Code checks left for this authorization."}
+)
+
+VERIFY_CODE = _ext(
+    _object(
+        {
+            "status": TRUE,
+            "ucaller_id": UCALLER_ID,
+            "verified": {"type": "boolean", "const": True},
+            "verified_at": {**UNIX_TIME, "description": "When the code was first confirmed."},
+            "attempts_left": ATTEMPTS_LEFT,
+        }
+    )
+)
+
 HEALTH = _object(
     {
         "status": {"type": "boolean", "description": "Database and providers are both up."},
@@ -347,7 +370,9 @@ def error_schema() -> Schema:
                 "enum": [int(c) for c in Code],
                 "description": "The error code (JSON integer); clients branch on it.",
             },
+            "attempts_left": {**ATTEMPTS_LEFT, "description": "With errors 60 and 61 only."},
         },
+        optional=("attempts_left",),
         description="Every error: HTTP 200 with this object. The codes:\n\n" + codes,
     )
 
@@ -371,8 +396,9 @@ def _text_or(json_types: list[str], **extra: Any) -> tuple[Schema, Schema]:
 
 _PHONE = Arg(
     "phone",
-    "The number with its country code. Every non-digit is stripped (`+7 (900) 000-00-01`"
-    " works); JSON number or string.",
+    "The number with its country code: ASCII digits, with spaces, `+`, `-`, `(` and `)` allowed"
+    " around them (`+7 (900) 000-00-01` works); anything else is error 3. JSON number or"
+    " string.",
     *_text_or(["integer", "string"]),
     required=True,
     example="79000000001",
@@ -462,7 +488,17 @@ METHODS: tuple[Method, ...] = (
         "At most 2 per authorization, within 5 minutes; the repeat gets a new `ucaller_id`,"
         " the same phone and code, and is free.",
         "InitRepeatAnswer",
-        (_UID, _UCALLER_ID, _flag("voice", "Make the repeat a voice call.")),
+        (
+            _UID,
+            _UCALLER_ID,
+            _flag("voice", "Make the repeat a voice call."),
+            Arg(
+                "unique",
+                "Idempotency key (our extension): a retry gets the same repeat.",
+                SHORT_TEXT,
+                SHORT_TEXT,
+            ),
+        ),
         (
             Code.BAD_PARAMETER,
             Code.NO_SUCH_ID,
@@ -512,9 +548,46 @@ METHODS: tuple[Method, ...] = (
         ),
         (Code.BAD_PARAMETER, Code.BAD_PHONE, Code.LOW_BALANCE),
     ),
+    Method(
+        "verifyCode",
+        "Check the code the subscriber typed (our extension)",
+        "The server compares `code` with the authorization's code. The original and its free"
+        " repeats share one code and one attempt counter (the service's `verify_attempts`,"
+        " default 5); a code can be checked for `verify_ttl_s` (default 600 s) after initCall."
+        " Asking again with the right code repeats the success.",
+        "VerifyCodeAnswer",
+        (
+            _UID,
+            _UCALLER_ID,
+            Arg(
+                "code",
+                "The code the subscriber typed: 1 to 4 digits, left-padded to 4.",
+                {"type": "string", "pattern": "^[0-9]{1,4}$"},
+                {"type": ["integer", "string"]},
+                required=True,
+                example="0427",
+            ),
+            Arg(
+                "unique",
+                "Idempotency key: a retry with the same arguments gets the first answer and"
+                " spends no attempt.",
+                SHORT_TEXT,
+                SHORT_TEXT,
+            ),
+        ),
+        (
+            Code.BAD_PARAMETER,
+            Code.NO_SUCH_ID,
+            Code.WRONG_CODE,
+            Code.NO_ATTEMPTS_LEFT,
+            Code.CODE_EXPIRED,
+            Code.ALREADY_VERIFIED,
+        ),
+    ),
 )
 
 ANSWERS: dict[str, Schema] = {
+    "VerifyCodeAnswer": VERIFY_CODE,
     "InitCallAnswer": INIT_CALL,
     "InitRepeatAnswer": INIT_REPEAT,
     "GetInfoAnswer": GET_INFO,
