@@ -145,8 +145,8 @@ async def test_unusual_verbs_get_the_405_object(api: Api, verb: str, path: str) 
     r = await api.client.request(verb, path, params=api.creds)
     assert r.status_code == 200
     assert r.json()["code"] == 405
-    health = await api.client.request(verb, "/health")
-    assert health.json() == {"status": True, "database": True, "providers": True}
+    health = await api.client.request(verb, "/health")  # not a health check either
+    assert health.status_code == 200 and health.json()["code"] == 405
 
 
 # -- initCall -----------------------------------------------------------------------------

@@ -105,6 +105,24 @@ class Sipp:
         rate: float | None = None,
         extra: list[str] | None = None,
     ) -> SippRun:
+        for attempt in range(3):
+            try:
+                return self._start(scenario, calls, keys, remote, inf, rate, extra)
+            except PortTaken:  # another process took the free port before SIPp bound it
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(
+        self,
+        scenario: str | Path,
+        calls: int,
+        keys: dict[str, str] | None,
+        remote: str | None,
+        inf: Path | None,
+        rate: float | None,
+        extra: list[str] | None,
+    ) -> SippRun:
         port = free_udp_port()
         wd = self.workdir / f"sipp{len(self.runs)}"
         wd.mkdir(parents=True)
@@ -147,16 +165,28 @@ class Sipp:
             run.kill()
 
 
+class PortTaken(AssertionError):
+    """SIPp could not bind the port it was given."""
+
+
+def _udp_bound(port: int) -> bool:
+    """Whether some socket holds UDP ``port`` on 127.0.0.1, read from /proc: probing by
+    binding the port ourselves could take it from SIPp in the instant it binds."""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as table:
+        return any(line.split()[1] == wanted for line in table.readlines()[1:])
+
+
 def _wait_bound(run: SippRun, timeout: float = 10.0) -> None:
     """Wait until SIPp listens on its port (it binds a moment after starting)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if run.proc.poll() is not None:
-            raise AssertionError(f"sipp exited early ({run.proc.returncode})\n{run.diagnostics()}")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", run.port))
-            except OSError:
-                return  # taken: SIPp has it
+            diagnostics = run.diagnostics()
+            if "Address already in use" in diagnostics:
+                raise PortTaken(diagnostics)
+            raise AssertionError(f"sipp exited early ({run.proc.returncode})\n{diagnostics}")
+        if _udp_bound(run.port):
+            return
         time.sleep(0.05)
     raise AssertionError(f"sipp did not bind port {run.port}\n{run.diagnostics()}")
