@@ -8,16 +8,29 @@ from __future__ import annotations
 
 from collections import deque
 
+from cachetools import LRUCache
+
+MAX_KEYS = 50_000
+
 
 class LoginThrottle:
-    def __init__(self, *, per_email: int = 5, per_ip: int = 20, window_s: float = 900.0) -> None:
+    def __init__(
+        self,
+        *,
+        per_email: int = 5,
+        per_ip: int = 20,
+        window_s: float = 900.0,
+        max_keys: int = MAX_KEYS,
+    ) -> None:
         self.per_email = per_email
         self.per_ip = per_ip
         self.window_s = window_s
-        self._fails: dict[str, deque[float]] = {}
+        self._fails: LRUCache[str, deque[float]] = LRUCache(maxsize=max_keys)
 
     def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails.setdefault(key, deque())
+        q = self._fails.get(key)
+        if q is None:
+            q = self._fails[key] = deque()
         while q and q[0] <= now - self.window_s:
             q.popleft()
         return q
@@ -29,8 +42,6 @@ class LoginThrottle:
         )
 
     def failed(self, ip: str, email: str, now: float) -> None:
-        if len(self._fails) > 100_000:
-            self._fails.clear()
         self._recent(f"ip:{ip}", now).append(now)
         self._recent(f"email:{email}", now).append(now)
 
