@@ -41,9 +41,7 @@ class Authenticator:
         self.cache_s = cache_s
         # service id -> (loaded at, service, account); a short cache keeps one read off
         # every request, and changes made in the dashboard apply within cache_s.
-        self._cache: LRUCache[int, tuple[float, Service, Account]] = LRUCache(
-            maxsize=max_cached
-        )
+        self._cache: LRUCache[int, tuple[float, Service, Account]] = LRUCache(maxsize=max_cached)
         # Requests that miss the cache together share one read instead of one each.
         self._loading: dict[int, asyncio.Task[tuple[Service, Account] | None]] = {}
 
