@@ -9,17 +9,18 @@ import logging
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.wakeup import Listener, Notifier
-from .domain import limits
+from .domain import limits, retention
 from .domain.authentication import Authenticator
 from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
 from .domain.inbound import InboundVerifications
 from .domain.throttle import Counters, MemoryCounters
 from .numbering import PhoneDirectory, places
+from .observability import metrics
 from .storage.database import Database
 from .storage.redis_counters import RedisCounters
 from .storage.redis_limits import RedisLimits, Windows
-from .telephony.base import InboundCall, Provider
+from .telephony.base import CallReport, InboundCall, Provider
 from .telephony.simulator import Simulator
 from .webhooks.deliverer import WebhookDeliverer
 
@@ -44,6 +45,10 @@ def build_provider(settings: Settings, simulator: Simulator) -> Provider:
 
         return from_settings(settings.sip)
     return simulator
+
+
+async def _count_sip_response(_ucaller_id: int, report: CallReport) -> None:
+    metrics.SIP_RESPONSES.labels(metrics.sip_label(report.sip_code)).inc()
 
 
 class Runtime:
@@ -82,6 +87,7 @@ class Runtime:
                 lease_s=settings.lease_s,
                 concurrency=settings.dispatch_concurrency,
                 poll_interval_s=settings.poll_interval_s,
+                on_final=_count_sip_response,
             )
         # Across processes (PostgreSQL only): API nodes without a dispatcher tell the workers
         # that a call is queued; processes with a dispatcher listen.
@@ -151,6 +157,19 @@ class Runtime:
             await self.listener.start()
         deliverer = WebhookDeliverer(self.db.writer, poll_interval_s=0.5)
         self._background.append(asyncio.create_task(deliverer.run(self._stop)))
+        self._background.append(asyncio.create_task(self._purge_periodically()))
+
+    async def _purge_periodically(self) -> None:
+        s = self.settings
+        await retention.run_periodically(
+            self.db,
+            self.clock,
+            self._stop,
+            retention_days=s.retention_days,
+            webhook_retention_days=s.webhook_retention_days,
+            interval_s=s.retention_interval_s,
+            batch=s.retention_batch,
+        )
 
     async def _inbound(self, call: InboundCall) -> None:
         await self.inbound.on_call(call)
