@@ -12,15 +12,16 @@ import pytest
 from opencaller.app import create_app
 from opencaller.config import Settings
 from opencaller.dashboard.throttle import LoginThrottle
-from opencaller.domain import throttle
+from opencaller.domain import countries, throttle
 from opencaller.domain.authentication import Authenticator
 from opencaller.domain.clock import FakeClock
 from opencaller.domain.throttle import MemoryCounters
 from opencaller.errors import Code, UcallerError
+from opencaller.numbering import lookup
 from opencaller.runtime import Runtime
 from opencaller.storage.database import Database
 
-from .support import add_customer, make_api
+from .support import Api, add_customer, make_api
 
 NOW = 1_800_000_000.0
 
@@ -150,3 +151,24 @@ async def test_service_cache_holds_at_most_its_cap(db_url: str, settings: Settin
             await auth.authenticate("y" * 32, services[0][0], "198.51.100.1", NOW)
     finally:
         await db.close()
+
+
+async def test_phone_lookups_of_many_new_numbers_keep_the_cache_at_its_size(
+    api: Api,
+) -> None:
+    directory = api.rt.directory
+    assert directory._cache.size == lookup.CACHE_SIZE
+    directory._cache.size = 200  # the same LRU, made small enough to overflow quickly
+    for n in range(1000):
+        info = await directory.lookup_e164(f"7916{n:07d}")
+        assert info.country_iso == "RU"
+    assert directory.cache_stats().size == 200
+    assert countries.country_of.cache_info().maxsize == 8_192
+
+
+async def test_country_cache_is_bounded() -> None:
+    countries.country_of.cache_clear()
+    for n in range(20_000):
+        countries.country_of(f"7926{n:07d}")
+    info = countries.country_of.cache_info()
+    assert info.currsize == info.maxsize == 8_192
