@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
 import httpx
@@ -97,6 +97,7 @@ async def drive(
         pool.put_nowait(await Conn.open(HOST, port))
     recent: deque[int] = deque(maxlen=1000)
     sent = bad = 0
+    errors: Counter[str] = Counter()
     samples: list[tuple[float, dict[str, float], int, int]] = []
     creds = f"service_id={sid}&key={key}"
 
@@ -115,6 +116,7 @@ async def drive(
             recent.append(int(body["ucaller_id"]))
         elif not body.get("status"):
             bad += 1
+            errors[f"{path.split('?')[0]} code {body.get('code')}"] += 1
 
     def sample(t: float) -> None:
         rss = {role: sum(rss_mb(p) for p in ps) for role, ps in pids.items()}
@@ -144,6 +146,8 @@ async def drive(
     sample(time.perf_counter() - t0)
     while not pool.empty():
         pool.get_nowait().close()
+    if errors:
+        print("bad answers:", dict(errors))
     return samples, sent, bad
 
 
