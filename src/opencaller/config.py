@@ -71,7 +71,6 @@ class Settings(BaseSettings):
     webhook_retention_days: float = Field(default=30.0, ge=0)  # delivered or failed deliveries
     retention_interval_s: float = Field(default=3600.0, gt=0)  # between two purges
     retention_batch: int = Field(default=500, ge=1)  # rows per delete (one short transaction)
-    malloc_arena_max: int = Field(default=2, ge=0)  # glibc malloc arenas (process.py); 0: default
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -13,7 +13,6 @@ import logging
 import signal
 
 from .config import Settings
-from .process import limit_malloc_arenas
 from .runtime import Runtime
 
 log = logging.getLogger("opencaller.worker")
@@ -44,7 +43,6 @@ async def run_worker(settings: Settings, *, metrics_port: int | None = None) -> 
 
 
 def main(settings: Settings, *, metrics_port: int | None = None) -> None:
-    limit_malloc_arenas(settings.malloc_arena_max)
     try:
         import uvloop
 

@@ -22,7 +22,6 @@ from ..domain.money import to_rub, to_units
 from ..domain.passwords import hash_password
 from ..domain.settings import ServiceSettings
 from ..observability.logs import setup_logging
-from ..process import limit_malloc_arenas
 from ..storage.database import Database
 from ..storage.db import is_sqlite, make_url_dir, migrate
 from ..storage.tables import services
@@ -82,7 +81,6 @@ def serve(
     import uvicorn
 
     settings = _settings(config, host=host, port=port)
-    limit_malloc_arenas(settings.malloc_arena_max)
     setup_logging(settings.log_level, json=settings.log_json)
     _prepare(settings)
     now = Clock().now()
