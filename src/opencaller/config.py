@@ -125,6 +125,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{raw!r} is not a phone number (ASCII digits, + - ( ) spaces)")
             found.append(number)
         return found
+    # Retention (domain/retention.py, `opencaller purge`, and a periodic job in every process
+    # that dispatches calls). 0 keeps rows forever. Never younger than 2 days, never the ledger.
+    retention_days: float = Field(default=180.0, ge=0)  # finished authorizations
+    webhook_retention_days: float = Field(default=30.0, ge=0)  # delivered or failed deliveries
+    retention_interval_s: float = Field(default=3600.0, gt=0)  # between two purges
+    retention_batch: int = Field(default=500, ge=1)  # rows per delete (one short transaction)
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

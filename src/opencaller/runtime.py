@@ -9,7 +9,7 @@ import logging
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.wakeup import Listener, Notifier
-from .domain import limits
+from .domain import limits, retention
 from .domain.authentication import Authenticator
 from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
@@ -17,13 +17,14 @@ from .domain.inbound import InboundVerifications
 from .domain.throttle import Counters, MemoryCounters
 from .domain.throttle_fallback import FallbackCounters
 from .numbering import PhoneDirectory, places
+from .observability import metrics
 from .storage.database import Database
 from .storage.db import DbTimeouts
 from .storage.redis_breaker import RedisBreaker
 from .storage.redis_client import RedisOptions, connect
 from .storage.redis_counters import RedisCounters
 from .storage.redis_limits import RedisLimits, Windows
-from .telephony.base import InboundCall, Provider
+from .telephony.base import CallReport, InboundCall, Provider
 from .telephony.simulator import Simulator
 from .webhooks.deliverer import WebhookDeliverer
 from .webhooks.destinations import DestinationPolicy
@@ -62,6 +63,10 @@ def build_provider(settings: Settings, simulator: Simulator) -> Provider:
             settings.sip, espeak=settings.espeak, espeak_timeout_s=settings.espeak_timeout_s
         )
     return simulator
+
+
+async def _count_sip_response(_ucaller_id: int, report: CallReport) -> None:
+    metrics.SIP_RESPONSES.labels(metrics.sip_label(report.sip_code)).inc()
 
 
 class Runtime:
@@ -121,6 +126,7 @@ class Runtime:
                 concurrency=settings.dispatch_concurrency,
                 poll_interval_s=settings.poll_interval_s,
                 lease_grace_s=settings.lease_grace_s,
+                on_final=_count_sip_response,
             )
         # Across processes (PostgreSQL only): API nodes without a dispatcher tell the workers
         # that a call is queued; processes with a dispatcher listen.
@@ -218,6 +224,19 @@ class Runtime:
             self.db.writer, policy=self.webhook_destinations, poll_interval_s=0.5
         )
         self._background.append(asyncio.create_task(deliverer.run(self._stop)))
+        self._background.append(asyncio.create_task(self._purge_periodically()))
+
+    async def _purge_periodically(self) -> None:
+        s = self.settings
+        await retention.run_periodically(
+            self.db,
+            self.clock,
+            self._stop,
+            retention_days=s.retention_days,
+            webhook_retention_days=s.webhook_retention_days,
+            interval_s=s.retention_interval_s,
+            batch=s.retention_batch,
+        )
 
     async def _inbound(self, call: InboundCall) -> None:
         await self.inbound.on_call(call)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -188,6 +189,56 @@ def worker(
     settings = _settings(config)
     setup_logging(settings.log_level, json=settings.log_json)
     worker_main(settings, metrics_port=metrics_port)
+
+
+@app.command()
+def purge(
+    config: ConfigOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete finished authorizations and settled webhook deliveries past retention.
+
+    Settings retention_days and webhook_retention_days (0 keeps rows forever). The ledger,
+    calls still in progress and anything younger than 2 days are never deleted.
+    """
+    from ..domain import retention
+    from ..domain.clock import Clock
+
+    settings = _settings(config)
+    now = Clock().now()
+    days, hook_days = settings.retention_days, settings.webhook_retention_days
+
+    async def work(db: Database) -> retention.Purged:
+        if dry_run:
+            return await retention.count_purgeable(
+                db, now, retention_days=days, webhook_retention_days=hook_days
+            )
+        return await retention.purge(
+            db,
+            now,
+            retention_days=days,
+            webhook_retention_days=hook_days,
+            batch=settings.retention_batch,
+        )
+
+    done = _run(settings, work)
+    verb = "would delete" if dry_run else "deleted"
+    cutoff = retention.authorization_cutoff(now, days)
+    hooks = retention.webhook_cutoff(now, hook_days)
+    typer.echo(
+        f"{verb} {done.authorizations} authorizations"
+        + (f" created before {_iso(cutoff)}" if cutoff is not None else " (kept forever)")
+    )
+    typer.echo(
+        f"{verb} {done.webhooks} webhook deliveries"
+        + (f" settled before {_iso(hooks)}" if hooks is not None else " (kept forever)")
+    )
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
 @app.command("migrate")

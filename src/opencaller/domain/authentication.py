@@ -13,11 +13,17 @@ import ipaddress
 import time
 from dataclasses import dataclass
 
+from cachetools import LRUCache
+
 from ..errors import Code, UcallerError
 from ..storage.database import Database
 from .accounts import Account, Service, get_account, get_service, new_secret_key
 from .phones import as_id
 from .throttle import Counters
+
+# Services whose key and settings one node keeps (LRU): only services that exist are cached,
+# so this bounds memory on installations with very many services, not against clients.
+MAX_CACHED_SERVICES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +33,23 @@ class Caller:
 
 
 class Authenticator:
-    def __init__(self, db: Database, counters: Counters, *, cache_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        counters: Counters,
+        *,
+        cache_s: float = 1.0,
+        max_cached: int = MAX_CACHED_SERVICES,
+    ) -> None:
         self.db = db
         self.counters = counters
         self.cache_s = cache_s
         # service id -> (loaded at, service, account); a short cache keeps one read off
         # every request, and changes made in the dashboard apply within cache_s.
         # Unknown ids are cached too, so they are not told apart by a cache miss.
-        self._cache: dict[int, tuple[float, tuple[Service, Account] | None]] = {}
+        self._cache: LRUCache[int, tuple[float, tuple[Service, Account] | None]] = LRUCache(
+            maxsize=max_cached
+        )
         # Requests that miss the cache together share one read instead of one each.
         self._loading: dict[int, asyncio.Task[tuple[Service, Account] | None]] = {}
         self._dummy_key = new_secret_key()
@@ -64,8 +79,6 @@ class Authenticator:
             account = await get_account(conn, service.account_id if service else 0)
         loaded = (service, account) if service is not None and account is not None else None
         if self.cache_s > 0:
-            if len(self._cache) > 50_000:
-                self._cache.clear()
             self._cache[service_id] = (now, loaded)
         return loaded
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,6 +49,10 @@ REPEAT_WINDOW_S = 300.0
 INBOUND_TTL_S = 600.0
 PRICE_CACHE_S = 5.0
 TOUCH_EVERY_S = 1.0
+# Per-node caches, least recently used forgotten first: prices by (tariff, channel, country),
+# and the services whose last request time this node wrote lately.
+MAX_CACHED_PRICES = 10_000
+MAX_TOUCHED_SERVICES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +119,11 @@ class Authorizations:
         self.notify = notify or (lambda: None)
         self.confirmation_number = confirmation_number
         self.writes = Writes(db, limit_store)
-        self._prices: dict[tuple[int | None, str, str], tuple[float, int]] = {}
-        self._touched: dict[int, float] = {}  # service id -> when this process last wrote it
+        self._prices: LRUCache[tuple[int | None, str, str], tuple[float, int]] = LRUCache(
+            maxsize=MAX_CACHED_PRICES
+        )
+        # service id -> when this process last wrote it
+        self._touched: LRUCache[int, float] = LRUCache(maxsize=MAX_TOUCHED_SERVICES)
 
     # -- initCall -------------------------------------------------------------------------
 
@@ -259,8 +267,6 @@ class Authorizations:
         # "last request" time only needs to be right to the second.
         if now - self._touched.get(service_id, -1e18) < TOUCH_EVERY_S:
             return
-        if len(self._touched) > 100_000:
-            self._touched.clear()
         self._touched[service_id] = now
         async with self.db.write() as conn:
             await conn.execute(

@@ -37,7 +37,18 @@ DISPATCH_DELAY = Histogram(
     buckets=_FAST,
 )
 
+SIP_RESPONSES = Counter(
+    "opencaller_call_sip_responses_total",
+    "Calls finished, by the SIP status that ended them ('none': no final response).",
+    ["sip_code"],
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def sip_label(code: int | None) -> str:
+    """A SIP status comes from the far end: only the 100-699 range becomes a label value."""
+    return str(code) if code is not None and 100 <= code <= 699 else "none"
 
 
 class QueueDepth(Collector):
@@ -55,15 +66,73 @@ class QueueDepth(Collector):
         yield g
 
 
-def render(queue: QueueDepth | None = None) -> bytes:
+class Probes(Collector):
+    """Gauges measured right before the scrape (observability/probes.py): what an operator
+    must see even when no request flows, read from the database and Redis themselves."""
+
+    def __init__(self) -> None:
+        self.up: dict[str, int] = {}  # dependency -> 1 reachable, 0 not
+        self.oldest: dict[str, float] = {}  # dispatch state -> age (s) of its oldest row
+        self.expired_leases: int | None = None
+        self.webhooks: dict[str, int] = {}  # outbox state -> rows
+        self.webhook_retrying: int | None = None
+        self.webhook_oldest_pending: float | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "opencaller_dependency_up",
+            "1 when the dependency answered a ping at the scrape (2 s timeout), else 0.",
+            labels=["dependency"],
+        )
+        for name, v in sorted(self.up.items()):
+            up.add_metric([name], v)
+        yield up
+        oldest = GaugeMetricFamily(
+            "opencaller_queue_oldest_seconds",
+            "Age of the oldest authorization in each dispatch state (queued and waiting: since"
+            " creation; dialing: since dialling started); 0 when there is none.",
+            labels=["state"],
+        )
+        for state, age in sorted(self.oldest.items()):
+            oldest.add_metric([state], age)
+        yield oldest
+        if self.expired_leases is not None:
+            yield GaugeMetricFamily(
+                "opencaller_dialing_expired_leases",
+                "Calls still dialing after their worker's lease ran out: outcomes overdue.",
+                value=self.expired_leases,
+            )
+        hooks = GaugeMetricFamily(
+            "opencaller_webhook_outbox",
+            "Webhook deliveries waiting (pending) or given up on (failed) in the outbox.",
+            labels=["state"],
+        )
+        for state, n in sorted(self.webhooks.items()):
+            hooks.add_metric([state], n)
+        yield hooks
+        if self.webhook_retrying is not None:
+            yield GaugeMetricFamily(
+                "opencaller_webhook_retrying",
+                "Pending webhook deliveries that have failed at least once.",
+                value=self.webhook_retrying,
+            )
+        if self.webhook_oldest_pending is not None:
+            yield GaugeMetricFamily(
+                "opencaller_webhook_oldest_pending_seconds",
+                "Age of the oldest pending webhook delivery; 0 when there is none.",
+                value=self.webhook_oldest_pending,
+            )
+
+
+def render(queue: QueueDepth | None = None, probes: Probes | None = None) -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         out = generate_latest(registry)
     else:
         out = generate_latest(REGISTRY)
-    if queue is not None:
-        extra = CollectorRegistry(auto_describe=False)
-        extra.register(queue)
-        out += generate_latest(extra)
-    return out
+    extra = CollectorRegistry(auto_describe=False)
+    for collector in (queue, probes):
+        if collector is not None:
+            extra.register(collector)
+    return out + generate_latest(extra)

@@ -22,9 +22,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 MONEY_SCALE = 10_000
+
+# Dispatch states of rows still in the queue (the partial index below; migration 0006).
+PENDING_STATES = "dispatch_state IN ('queued', 'dialing', 'waiting')"
 
 # Named constraints so Alembic migrations are stable on every engine.
 metadata = MetaData(
@@ -164,7 +168,15 @@ authorizations = Table(
     UniqueConstraint("service_id", "unique_key", name="uq_authorizations_unique"),
     Index("ix_authorizations_phone_time", "phone", "created_at"),
     Index("ix_authorizations_service_time", "service_id", "created_at"),
-    Index("ix_authorizations_dispatch", "dispatch_state", "lease_until"),
+    # Only rows still in the dispatch queue: the claim, recovery and queue-depth queries read
+    # these, and the index stays as small as the queue however many finished rows are kept.
+    Index(
+        "ix_authorizations_pending",
+        "dispatch_state",
+        "id",
+        postgresql_where=text(PENDING_STATES),
+        sqlite_where=text(PENDING_STATES),
+    ),
     Index("ix_authorizations_first", "first_id"),
 )
 

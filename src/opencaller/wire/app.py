@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -22,10 +21,9 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from ..errors import Code, UcallerError
-from ..observability import metrics
+from ..observability import metrics, probes
 from ..runtime import Runtime
 from ..storage.outage import describe, is_unavailable
-from ..storage.tables import authorizations
 from .auth import credentials
 from .methods import METHODS
 from .openapi import openapi_routes
@@ -173,13 +171,11 @@ def create_api_app(rt: Runtime, extra_routes: list[BaseRoute] | None = None) -> 
 
     endpoint = api_endpoint(rt)
     queue = metrics.QueueDepth()
+    probed = metrics.Probes()
 
     async def metrics_endpoint(request: Request) -> Response:
-        try:
-            queue.depth = await queue_depth(rt)
-        except Exception:
-            log.warning("queue depth unavailable", exc_info=True)
-        return Response(metrics.render(queue), media_type=metrics.CONTENT_TYPE)
+        await probes.measure(rt.db, rt.redis, queue, probed)
+        return Response(metrics.render(queue, probed), media_type=metrics.CONTENT_TYPE)
 
     async def livez(request: Request) -> Response:
         # Liveness for load balancers: answers without touching the database.
@@ -193,17 +189,3 @@ def create_api_app(rt: Runtime, extra_routes: list[BaseRoute] | None = None) -> 
     app = ApiApp(endpoint, routes=routes, lifespan=lifespan)
     app.state.runtime = rt
     return app
-
-
-async def queue_depth(rt: Runtime) -> dict[str, int]:
-    a = authorizations.c
-    q = (
-        select(a.dispatch_state, func.count())
-        .where(a.dispatch_state.in_(("queued", "dialing", "waiting")))
-        .group_by(a.dispatch_state)
-    )
-    depth = {"queued": 0, "dialing": 0, "waiting": 0}
-    async with rt.db.read() as conn:
-        for state, n in (await conn.execute(q)).all():
-            depth[str(state)] = int(n)
-    return depth

@@ -2,7 +2,7 @@
 low-balance alert threshold
 
 Revision ID: 0007_dashboard_security
-Revises: 0005_repeat_count
+Revises: 0006_pending_index
 Create Date: 2026-11-27 13:30:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_dashboard_security"
-down_revision = "0005_repeat_count"
+down_revision = "0006_pending_index"
 branch_labels = None
 depends_on = None
 
