@@ -429,6 +429,9 @@ async def test_log_filters_details_and_statistics(api: Api, page: Page) -> None:
     assert not_reached and not_reached.group(1) == "1"
     assert "<svg" in r.text and "Main" in r.text and "Second" in r.text
     assert 'id="conversion-per-day"' in r.text and "Конверсия по дням" in r.text
+    card = r.text.split('id="conversion-per-day"', 1)[1].split("</section>", 1)[0]
+    assert '">100</text>' in card  # a percentage axis, whatever the bars
+    assert all(float(h) <= 184 for h in re.findall(r'height="([0-9.]+)"><title>', card))
     countries = r.text.split('id="by-country"', 1)[1].split("</table>", 1)[0]
     assert re.search(r"<td>RU</td><td class=\"num\">5</td><td class=\"num\">2</td>", countries)
     operators = r.text.split('id="by-operator"', 1)[1].split("</table>", 1)[0]

@@ -44,14 +44,14 @@ def bar_chart(
     width: int = 720,
     height: int = 220,
     unit: str = "",
-    top: float | None = None,
+    axis_max: float | None = None,
 ) -> Markup:
-    """Stacked bars, one column per label (days left to right); ``top`` fixes the axis
+    """Stacked bars, one column per label (days left to right); ``axis_max`` fixes the axis
     (100 for percentages), else it fits the tallest bar."""
     left, right, top, bottom = 44, 8, 10, 26
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
-    top_value = top or _nice_max(max(totals, default=0))
+    top_value = axis_max or _nice_max(max(totals, default=0))
     n = max(1, len(labels))
     slot = plot_w / n
     bar_w = max(1.0, slot * 0.7)

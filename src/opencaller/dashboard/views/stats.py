@@ -108,7 +108,7 @@ async def stats(ctx: Ctx) -> Response:
         calls_chart=bar_chart(labels, calls, title=ctx.t("Authorizations per day")),
         calls_legend=legend(calls),
         conversion_chart=bar_chart(
-            labels, conversion, title=ctx.t("Conversion per day"), unit=" %", top=100
+            labels, conversion, title=ctx.t("Conversion per day"), unit=" %", axis_max=100
         ),
         by_country=by_country,
         by_operator=operators,
