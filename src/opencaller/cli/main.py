@@ -258,11 +258,10 @@ def account_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create an account on the default tariff."""
-    from ..domain import accounts as acc
-    from ..domain import billing
     from ..domain.bootstrap import ensure_tariff
     from ..domain.clock import Clock
     from ..domain.money import to_units
+    from ..domain.onboarding import AccountExists, open_account
     from ..domain.passwords import hash_password
 
     if password is not None:
@@ -272,29 +271,20 @@ def account_create(
     now = Clock().now()
 
     async def work(db: Database) -> int:
-        tariff_id = await ensure_tariff(db, now)
-        async with db.write() as conn:
-            if await acc.get_account_by_email(conn, email):
-                raise typer.BadParameter(f"an account {email} exists already")
-            aid = await acc.create_account(
-                conn,
-                email=email,
-                now=now,
-                tariff_id=tariff_id,
-                is_admin=admin,
-                password_hash=hash_password(password) if password else "",
-            )
-            if balance:
-                await billing.credit(
+        await ensure_tariff(db, now)  # made apart first: several nodes may start at once
+        try:
+            async with db.write() as conn:
+                return await open_account(
                     conn,
-                    aid,
-                    to_units(balance),
-                    kind="topup",
+                    email=email,
+                    password_hash=hash_password(password) if password else "",
                     now=now,
+                    is_admin=admin,
+                    balance=to_units(balance),
                     actor="cli",
-                    reason="starting balance",
                 )
-            return aid
+        except AccountExists as exc:
+            raise typer.BadParameter(f"an account {email} exists already") from exc
 
     aid = _run(settings, work)
     typer.echo(f"account {aid} {email} created")

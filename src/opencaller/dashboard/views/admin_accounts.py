@@ -11,7 +11,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ...domain import billing, web_sessions
-from ...domain.accounts import Account, create_account, get_account, get_account_by_email
+from ...domain.accounts import Account, get_account
+from ...domain.onboarding import AccountExists, open_account
 from ...domain.passwords import hash_password
 from ...storage.tables import accounts, ledger, services, tariffs
 from .. import data, fmt
@@ -79,29 +80,19 @@ async def create(ctx: Ctx) -> Response:
         return await accounts_list(ctx, errors, 400)
     hashed = await asyncio.to_thread(hash_password, password)
     now = ctx.now()
-    async with ctx.rt.db.write() as conn:
-        if await get_account_by_email(conn, email) is not None:
-            errors.append("An account with this e-mail exists already.")
-        else:
-            tariff_id = await billing.ensure_default_tariff(conn, now)
-            aid = await create_account(
+    try:
+        async with ctx.rt.db.write() as conn:
+            aid = await open_account(
                 conn,
                 email=email,
-                now=now,
                 password_hash=hashed,
-                tariff_id=tariff_id,
+                now=now,
                 is_admin=ctx.field("is_admin") == "1",
+                balance=balance,
+                actor=ctx.me.email,
             )
-            if balance:
-                await billing.credit(
-                    conn,
-                    aid,
-                    balance,
-                    kind="topup",
-                    now=now,
-                    actor=ctx.me.email,
-                    reason="starting balance",
-                )
+    except AccountExists:
+        errors.append("An account with this e-mail exists already.")
     if errors:
         return await accounts_list(ctx, errors, 400)
     await ctx.log(f"account created: {email}")

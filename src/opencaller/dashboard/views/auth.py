@@ -9,8 +9,9 @@ import secrets
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ...domain import billing, two_factor
-from ...domain.accounts import create_account, get_account, get_account_by_email
+from ...domain import two_factor
+from ...domain.accounts import get_account, get_account_by_email
+from ...domain.onboarding import AccountExists, open_account
 from ...domain.passwords import WeakPassword, check_password, hash_password, verify_password
 from ...storage.tables import accounts
 from .. import fmt, i18n
@@ -79,14 +80,13 @@ async def signup(ctx: Ctx) -> Response:
         if not errors:
             hashed = await asyncio.to_thread(hash_password, password)
             now = ctx.now()
-            async with ctx.rt.db.write() as conn:
-                if await get_account_by_email(conn, email) is not None:
-                    errors.append("An account with this e-mail exists already.")
-                else:
-                    tariff_id = await billing.ensure_default_tariff(conn, now)
-                    account_id = await create_account(
-                        conn, email=email, now=now, password_hash=hashed, tariff_id=tariff_id
+            try:
+                async with ctx.rt.db.write() as conn:
+                    account_id = await open_account(
+                        conn, email=email, password_hash=hashed, now=now
                     )
+            except AccountExists:
+                errors.append("An account with this e-mail exists already.")
             if not errors:
                 await ctx.log("account created", account_id)
                 await ctx.start_session(account_id)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from sqlalchemy import select
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -12,6 +9,7 @@ from starlette.routing import BaseRoute, Route
 from ...domain.accounts import get_account, set_low_balance_alert
 from ...storage.tables import tariff_prices, tariffs
 from .. import data, fmt
+from ..csv_export import cell, csv_response
 from ..web import Ctx, Dash, page
 
 
@@ -78,11 +76,11 @@ async def ledger_csv(ctx: Ctx) -> Response:
         account = await get_account(conn, ctx.me.id)
         rows, _ = await data.ledger_rows(conn, ctx.me.id, page=None)
     assert account is not None
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_HEADER)
-    for r in rows:
-        writer.writerow(
+    name = f"opencaller-ledger-{account.id}-{fmt.day(ctx.now())}.csv"
+    return csv_response(
+        name,
+        CSV_HEADER,
+        (
             [
                 r.id,
                 fmt.when(r.created_at),
@@ -94,18 +92,9 @@ async def ledger_csv(ctx: Ctx) -> Response:
                 r.actor,
                 cell(r.reason),
             ]
-        )
-    name = f"opencaller-ledger-{account.id}-{fmt.day(ctx.now())}.csv"
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            for r in rows
+        ),
     )
-
-
-def cell(text: str) -> str:
-    """Keep spreadsheets from running text typed as a formula (a reason, a client string)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def routes(dash: Dash) -> list[BaseRoute]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -13,8 +11,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .. import data, fmt
+from ..csv_export import cell, csv_response
 from ..web import Ctx, Dash, NotFound, int_param, page
-from .balance import cell
 
 STATUSES = ("pending", "reached", "not_reached", "test")
 CHANNELS = ("flash", "voice", "mix", "inbound")
@@ -123,11 +121,11 @@ async def log_csv(ctx: Ctx) -> Response:
     async with ctx.rt.db.read() as conn:
         await _own_services(ctx, conn, flt)
         rows = await data.log_rows(conn, ctx.me.id, flt, CSV_LIMIT)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_HEADER)
-    for r in rows:
-        writer.writerow(
+    name = f"opencaller-log-{ctx.me.id}-{fmt.day(ctx.now())}.csv"
+    return csv_response(
+        name,
+        CSV_HEADER,
+        (
             [
                 r.id,
                 fmt.when(r.created_at),
@@ -146,12 +144,8 @@ async def log_csv(ctx: Ctx) -> Response:
                 cell(r.unique_key or ""),
                 r.first_id or "",
             ]
-        )
-    name = f"opencaller-log-{ctx.me.id}-{fmt.day(ctx.now())}.csv"
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            for r in rows
+        ),
     )
 
 
