@@ -11,7 +11,7 @@ import pytest
 
 from opencaller.app import create_app
 from opencaller.config import Settings
-from opencaller.domain import countries, throttle
+from opencaller.domain import countries, phones, throttle
 from opencaller.domain.authentication import Authenticator
 from opencaller.domain.clock import FakeClock
 from opencaller.domain.throttle import MemoryCounters
@@ -151,12 +151,12 @@ async def test_phone_lookups_of_many_new_numbers_keep_the_cache_at_its_size(
         info = await directory.lookup_e164(f"7916{n:07d}")
         assert info.country_iso == "RU"
     assert directory.cache_stats().size == 200
-    assert countries.country_of.cache_info().maxsize == 8_192
+    assert phones.known_number.cache_info().maxsize == 8_192
 
 
 async def test_country_cache_is_bounded() -> None:
-    countries.country_of.cache_clear()
+    phones.known_number.cache_clear()
     for n in range(20_000):
         countries.country_of(f"7926{n:07d}")
-    info = countries.country_of.cache_info()
+    info = phones.known_number.cache_info()
     assert info.currsize == info.maxsize == 8_192

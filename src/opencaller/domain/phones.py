@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from functools import lru_cache
 
 import phonenumbers
 
@@ -70,14 +71,25 @@ def e164(raw: object) -> str:
     found = digits(raw)
     if not 8 <= len(found) <= 16:
         return found
+    return known_number(found)[0]  # as it is when invalid: the caller answers error 3
+
+
+# Numbers are client input and mostly new: the cache serves the ones seen again soon (the
+# country of the number just normalised, getInfo polling, repeats). About 200 bytes an entry.
+@lru_cache(maxsize=8_192)
+def known_number(found: str) -> tuple[str, str | None]:
+    """``(E.164 digits, ISO region)`` of a number given as digits with its country code; the
+    digits unchanged and no region when libphonenumber does not know it as valid. One parse
+    serves both the normalisation and the country of an initCall."""
     try:
         number = phonenumbers.parse("+" + found)
     except phonenumbers.NumberParseException:
-        return found
+        return found, None
+    if not phonenumbers.is_valid_number(number):
+        return found, None
     canonical = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
-    if canonical == found or not phonenumbers.is_valid_number(number):
-        return found  # as it is; if invalid the caller answers error 3 (unless a test number)
-    return canonical
+    region = phonenumbers.region_code_for_number(number)
+    return canonical, (region if region and region != "ZZ" else None)
 
 
 def mask(phone: str) -> str:
