@@ -168,20 +168,18 @@ class Servers:
         self.port = free_port()
         self.procs: list[subprocess.Popen[bytes]] = []
 
+    def api_command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "opencaller", "serve", "--port", str(self.port)]
+        return [*cmd, "--workers", str(self.setup.procs)]
+
+    def api_env(self) -> dict[str, str]:
+        return self.setup.env()
+
     def start(self) -> None:
         s = self.setup
         (s.workdir / "metrics").mkdir(parents=True, exist_ok=True)
-        env = s.env()
-        cmd = [
-            sys.executable,
-            "-m",
-            "opencaller",
-            "serve",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(s.procs),
-        ]
+        env = self.api_env()
+        cmd = self.api_command()
         if s.redis_url:
             cmd.append("--no-dispatch")
         log = (s.workdir / "api.log").open("ab")

@@ -17,14 +17,12 @@ import asyncio
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, deque
 from pathlib import Path
 
-import httpx
 import orjson
 
 from .api import HOST, Servers, Setup, create_pg, customer, drop_pg, free_port
@@ -44,36 +42,16 @@ def rss_mb(pid: int) -> float:
 class TracedServers(Servers):
     """The API process started through bench/soak_server.py (tracemalloc on)."""
 
-    def start(self) -> None:
+    def api_command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.soak_server", "serve", "--port", str(self.port)]
+
+    def api_env(self) -> dict[str, str]:
         s = self.setup
-        (s.workdir / "metrics").mkdir(parents=True, exist_ok=True)
         env = {**s.env(), "SOAK_TRACE_FILE": str(s.workdir / "soak-trace.txt")}
         env["PYTHONPATH"] = (
             str(Path(__file__).resolve().parent.parent) + os.pathsep + env["PYTHONPATH"]
         )
-        cmd = [sys.executable, "-m", "bench.soak_server", "serve", "--port", str(self.port)]
-        if s.redis_url:
-            cmd.append("--no-dispatch")
-        log = (s.workdir / "api.log").open("ab")
-        self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
-        if s.redis_url:
-            wlog = (s.workdir / "worker.log").open("ab")
-            self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "opencaller", "worker"],
-                    env=env,
-                    stdout=wlog,
-                    stderr=wlog,
-                )
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://{HOST}:{self.port}/livez", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("server did not start; see " + str(s.workdir))
+        return env
 
     def snapshot(self) -> None:
         os.kill(self.procs[0].pid, signal.SIGUSR1)
