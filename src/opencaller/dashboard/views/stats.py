@@ -3,10 +3,15 @@ operator, spend per day."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import func
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ...domain.accounts import Service
 from ...numbering import InvalidPhoneNumber
 from ...storage.tables import authorizations
 from .. import data, fmt
@@ -42,77 +47,94 @@ def day_range(ctx: Ctx) -> tuple[int, list[int], float, float]:
     return days, numbers, numbers[0] * data.DAY_S, (today + 1) * data.DAY_S
 
 
-async def stats(ctx: Ctx) -> Response:
-    days, numbers, since, until = day_range(ctx)
-    service_id = int_param(ctx.arg("service")) if ctx.arg("service") else None
-    sqlite = ctx.rt.db.sqlite
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    """What the statistics page reads, for one account over a range of days."""
+
+    services: list[Service]
+    by_day: dict[int, data.Counts]
+    by_service: list[data.Counts]
+    spend: dict[int, int]
+    by_country: list[data.Counts]
+    blocks: list[data.Counts]
+
+
+async def _read(ctx: Ctx, service_id: int | None, since: float, until: float) -> _Figures:
+    me, sqlite = ctx.me.id, ctx.rt.db.sqlite
     async with ctx.rt.db.read() as conn:
-        services = await data.account_services(conn, ctx.me.id)
+        services = await data.account_services(conn, me)
         if service_id is not None and service_id not in {s.id for s in services}:
             raise NotFound
         by_day = await data.counts_by_day(
-            conn, sqlite, since, until, account_id=ctx.me.id, service_id=service_id
+            conn, sqlite, since, until, account_id=me, service_id=service_id
         )
-        by_service = await data.counts_by_service(conn, since, until, account_id=ctx.me.id)
-        spend = await data.spend_by_day(conn, sqlite, ctx.me.id, since, until)
+        by_service = await data.counts_by_service(conn, since, until, account_id=me)
+        spend = await data.spend_by_day(conn, sqlite, me, since, until)
         by_country = await data.counts_by(
-            conn,
-            authorizations.c.country_iso,
-            since,
-            until,
-            account_id=ctx.me.id,
-            service_id=service_id,
+            conn, authorizations.c.country_iso, since, until, account_id=me, service_id=service_id
         )
         prefix = func.substr(authorizations.c.phone, 1, PREFIX_DIGITS)
         blocks = await data.counts_by(
-            conn, prefix, since, until, account_id=ctx.me.id, service_id=service_id
+            conn, prefix, since, until, account_id=me, service_id=service_id
         )
-    operators = await by_operator(ctx, blocks)
-    labels = [fmt.day(d * data.DAY_S) for d in numbers]
-    rows = [by_day.get(d) or data.Counts("", d, 0, 0, 0, 0, 0) for d in numbers]
-    rows = [
-        data.Counts(label, r.key, r.started, r.reached, r.not_reached, r.pending, r.tests)
-        for label, r in zip(labels, rows, strict=True)
+    if service_id is not None:
+        by_service = [c for c in by_service if c.key == service_id]
+    return _Figures(services, by_day, by_service, spend, by_country, blocks)
+
+
+def _day_rows(
+    numbers: list[int], labels: list[str], by_day: dict[int, data.Counts]
+) -> list[data.Counts]:
+    """One row per day, oldest first, labelled; a day without calls is a row of zeros."""
+    empty = data.Counts("", 0, 0, 0, 0, 0, 0)
+    return [
+        dataclasses.replace(by_day.get(d) or dataclasses.replace(empty, key=d), label=label)
+        for d, label in zip(numbers, labels, strict=True)
     ]
+
+
+def _charts(
+    ctx: Ctx, labels: list[str], rows: list[data.Counts], spent: list[int]
+) -> dict[str, Any]:
     calls = [
         Series(ctx.t("Reached"), [r.reached for r in rows], "s-ok"),
         Series(ctx.t("Not reached"), [r.not_reached for r in rows], "s-bad"),
         Series(ctx.t("In progress"), [r.pending for r in rows], "s-wait"),
         Series(ctx.t("Test"), [r.tests for r in rows], "s-test"),
     ]
-    money = [Series(ctx.t("Spent"), [spend.get(d, 0) / 10_000 for d in numbers], "s-money")]
+    money = [Series(ctx.t("Spent"), [units / 10_000 for units in spent], "s-money")]
     conversion = [
         Series(ctx.t("Conversion"), [round(100 * (r.conversion or 0), 1) for r in rows], "s-ok")
     ]
-    total = data.Counts(
-        ctx.t("Total"),
-        0,
-        sum(r.started for r in rows),
-        sum(r.reached for r in rows),
-        sum(r.not_reached for r in rows),
-        sum(r.pending for r in rows),
-        sum(r.tests for r in rows),
-    )
-    if service_id is not None:
-        by_service = [c for c in by_service if c.key == service_id]
+    return {
+        "calls_chart": bar_chart(labels, calls, title=ctx.t("Authorizations per day")),
+        "calls_legend": legend(calls),
+        "conversion_chart": bar_chart(
+            labels, conversion, title=ctx.t("Conversion per day"), unit=" %", axis_max=100
+        ),
+        "money_chart": bar_chart(labels, money, title=ctx.t("Spend per day"), unit=" ₽"),
+    }
+
+
+async def stats(ctx: Ctx) -> Response:
+    days, numbers, since, until = day_range(ctx)
+    service_id = int_param(ctx.arg("service")) if ctx.arg("service") else None
+    figures = await _read(ctx, service_id, since, until)
+    labels = [fmt.day(d * data.DAY_S) for d in numbers]
+    rows = _day_rows(numbers, labels, figures.by_day)
     return ctx.render(
         "stats.html",
         days=days,
         ranges=RANGES,
-        services=services,
+        services=figures.services,
         service_id=service_id,
         rows=list(reversed(rows)),
-        total=total,
-        by_service=by_service,
-        spent=sum(spend.values()),
-        calls_chart=bar_chart(labels, calls, title=ctx.t("Authorizations per day")),
-        calls_legend=legend(calls),
-        conversion_chart=bar_chart(
-            labels, conversion, title=ctx.t("Conversion per day"), unit=" %", axis_max=100
-        ),
-        by_country=by_country,
-        by_operator=operators,
-        money_chart=bar_chart(labels, money, title=ctx.t("Spend per day"), unit=" ₽"),
+        total=data.merge_counts(ctx.t("Total"), rows),
+        by_service=figures.by_service,
+        spent=sum(figures.spend.values()),
+        by_country=figures.by_country,
+        by_operator=await by_operator(ctx, figures.blocks),
+        **_charts(ctx, labels, rows, [figures.spend.get(d, 0) for d in numbers]),
     )
 
 
