@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 
 import phonenumbers
 
-from ..storage.tables import MONEY_SCALE
+from ..domain.money import MONEY_SCALE
 
 # ASCII addresses only, without the characters that mean something in HTML or headers
 # (``<>"\``, spaces, controls); international domains go in their xn-- form.

@@ -18,19 +18,16 @@ import secrets
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..domain import installation
 from ..runtime import Runtime
-from ..storage.dashboard_tables import dashboard_kv
 
 COOKIE = "oc_session"
 MAX_AGE_S = 14 * 24 * 3600
 DEVICE_COOKIE = "oc_device"
 DEVICE_MAX_AGE_S = 180 * 24 * 3600
-SECRET_KEY = "session_secret"
 
 
 class Session(dict[str, Any]):
@@ -53,30 +50,6 @@ class Session(dict[str, Any]):
         self.modified = True
 
 
-async def load_secret(rt: Runtime) -> str:
-    """``settings.secret`` if set, else the one stored in the database (made on first use)."""
-    if rt.settings.secret:
-        return rt.settings.secret
-    query = select(dashboard_kv.c.value).where(dashboard_kv.c.key == SECRET_KEY)
-    async with rt.db.read() as conn:
-        found = (await conn.execute(query)).scalar()
-    if found:
-        return str(found)
-    try:
-        async with rt.db.write() as conn:
-            found = (await conn.execute(query)).scalar()
-            if found:
-                return str(found)
-            value = secrets.token_urlsafe(48)
-            await conn.execute(
-                insert(dashboard_kv).values(key=SECRET_KEY, value=value, created_at=rt.clock.now())
-            )
-            return value
-    except IntegrityError:  # another node stored one first: use theirs
-        async with rt.db.read() as conn:
-            return str((await conn.execute(query)).scalar_one())
-
-
 class Sessions:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -87,8 +60,15 @@ class Sessions:
         if self._secret is None:
             async with self._lock:
                 if self._secret is None:
-                    self._secret = await load_secret(self.rt)
+                    self._secret = await self._load_secret()
         return self._secret
+
+    async def _load_secret(self) -> str:
+        """``settings.secret`` if set, else the one the installation stored (made on first
+        use)."""
+        if self.rt.settings.secret:
+            return self.rt.settings.secret
+        return await installation.session_secret(self.rt.db, now=self.rt.clock.now())
 
     async def _serializer(
         self, salt: str = "opencaller.dashboard.session"

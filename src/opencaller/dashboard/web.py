@@ -15,12 +15,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..domain import web_sessions
-from ..domain.accounts import Account, log_action
+from ..domain.accounts import Account, get_account, log_action
 from ..domain.money import to_units
 from ..domain.signin_guard import SigninGuard
 from ..domain.web_sessions import WebSession
 from ..runtime import Runtime
-from ..storage.tables import accounts
 from ..wire.app import client_ip
 from . import csrf, fmt, i18n
 from .session import MAX_AGE_S, Session, Sessions
@@ -190,14 +189,13 @@ async def _signed_in(dash: Dash, session: Session, ip: str) -> tuple[Account, We
         found = await web_sessions.find(conn, token, max_age_s=MAX_AGE_S, now=now)
         if found is None:
             return None  # signed out, ended from another browser, or never existed
-        q = accounts.select().where(accounts.c.id == found.account_id)
-        row = (await conn.execute(q)).first()
-    if row is None:
+        account = await get_account(conn, found.account_id)
+    if account is None:
         return None
     if now - found.last_seen_at >= web_sessions.TOUCH_EVERY_S or found.ip != ip[:64]:
         async with dash.rt.db.write() as conn:
             await web_sessions.touch(conn, found, now=now, ip=ip)
-    return Account.from_row(row), found
+    return account, found
 
 
 def page(dash: Dash, view: View, *, public: bool = False, admin: bool = False) -> Endpoint:

@@ -143,6 +143,18 @@ async def create_account(
     return int(result.scalar_one())
 
 
+async def password_hash_of(conn: AsyncConnection, account_id: int) -> str:
+    q = select(accounts.c.password_hash).where(accounts.c.id == account_id)
+    return str((await conn.execute(q)).scalar_one())
+
+
+async def totp_secret_of(conn: AsyncConnection, account_id: int) -> str | None:
+    """The account's TOTP secret while two-factor sign-in is on, else None."""
+    q = select(accounts.c.totp_secret).where(accounts.c.id == account_id)
+    found = (await conn.execute(q)).scalar()
+    return str(found) if found else None
+
+
 async def set_password(
     conn: AsyncConnection, account_id: int, password_hash: str, *, now: float
 ) -> None:

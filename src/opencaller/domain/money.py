@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from ..storage.tables import MONEY_SCALE
+from ..storage.tables import MONEY_SCALE as MONEY_SCALE  # 1/10000 rouble
 
 
 def to_units(rub: float | str | Decimal) -> int:

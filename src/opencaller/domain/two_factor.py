@@ -95,3 +95,23 @@ async def recovery_codes_left(conn: AsyncConnection, account_id: int) -> int:
 
 async def drop_recovery_codes(conn: AsyncConnection, account_id: int) -> None:
     await conn.execute(delete(rc).where(rc.c.account_id == account_id))
+
+
+async def turn_on(conn: AsyncConnection, account_id: int, secret: str, *, now: float) -> list[str]:
+    """Two-factor sign-in on with ``secret``; returns the new recovery codes (shown once)."""
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(totp_secret=secret, two_auth=True, totp_last_step=None, updated_at=now)
+    )
+    return await new_recovery_codes(conn, account_id, now=now)
+
+
+async def turn_off(conn: AsyncConnection, account_id: int, *, now: float) -> None:
+    """Two-factor sign-in off: the secret and the recovery codes are gone."""
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(totp_secret=None, two_auth=False, totp_last_step=None, updated_at=now)
+    )
+    await drop_recovery_codes(conn, account_id)

@@ -6,16 +6,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ...domain import billing, web_sessions
+from ...domain import account_admin, billing, reports, tariffs
 from ...domain.accounts import Account, get_account
 from ...domain.onboarding import AccountExists, open_account
 from ...domain.passwords import hash_password
-from ...storage.tables import accounts, ledger, services, tariffs
-from .. import data, fmt
+from .. import fmt
 from ..web import Ctx, Dash, NotFound, int_param, page
 from .auth import password_problem
 from .log import status_of
@@ -24,32 +22,9 @@ from .log import status_of
 async def accounts_list(ctx: Ctx, errors: list[str] | None = None, status: int = 200) -> Response:
     search = ctx.arg("q")[:254]
     page_no = fmt.parse_int(ctx.arg("page"), low=1, high=1_000_000) or 1
-    cond: list[Any] = []
-    if search:
-        alts = [
-            accounts.c.email.contains(search.lower(), autoescape=True),
-            accounts.c.phone.contains(search, autoescape=True),
-        ]
-        if search.isascii() and search.isdigit() and len(search) <= 18:
-            alts.append(accounts.c.id == int(search))
-        cond.append(or_(*alts))
     async with ctx.rt.db.read() as conn:
-        total = int(
-            (
-                await conn.execute(select(func.count()).select_from(accounts).where(*cond))
-            ).scalar_one()
-        )
-        rows = (
-            await conn.execute(
-                select(accounts, tariffs.c.name.label("tariff_name"))
-                .outerjoin(tariffs, tariffs.c.id == accounts.c.tariff_id)
-                .where(*cond)
-                .order_by(accounts.c.id.desc())
-                .limit(data.PAGE_SIZE)
-                .offset((page_no - 1) * data.PAGE_SIZE)
-            )
-        ).all()
-    pages = max(1, -(-total // data.PAGE_SIZE))
+        rows, total = await account_admin.search(conn, search, page_no)
+    pages = max(1, -(-total // account_admin.PAGE_SIZE))
     return ctx.render(
         "admin/accounts.html",
         status=status,
@@ -113,21 +88,10 @@ async def _account(ctx: Ctx) -> Account:
 async def account_page(ctx: Ctx, errors: list[str] | None = None, status: int = 200) -> Response:
     account = await _account(ctx)
     async with ctx.rt.db.read() as conn:
-        svc = (
-            await conn.execute(
-                select(services).where(services.c.account_id == account.id).order_by(services.c.id)
-            )
-        ).all()
-        moves = (
-            await conn.execute(
-                select(ledger)
-                .where(ledger.c.account_id == account.id)
-                .order_by(ledger.c.id.desc())
-                .limit(20)
-            )
-        ).all()
-        all_tariffs = (await conn.execute(select(tariffs).order_by(tariffs.c.id))).all()
-        calls, calls_total = await data.search_log(conn, account.id, data.LogFilter(), 1)
+        svc = await account_admin.service_rows(conn, account.id)
+        moves = await reports.recent_ledger(conn, account.id, limit=20)
+        all_tariffs = await tariffs.all_tariffs(conn)
+        calls, calls_total = await reports.search_log(conn, account.id, reports.LogFilter(), 1)
     return ctx.render(
         "admin/account.html",
         status=status,
@@ -145,22 +109,11 @@ async def show(ctx: Ctx) -> Response:
     return await account_page(ctx)
 
 
-async def _set(ctx: Ctx, account: Account, action: str, **values: Any) -> Response:
+async def _set(ctx: Ctx, account: Account, action: str, **flags: Any) -> Response:
     async with ctx.rt.db.write() as conn:
-        await conn.execute(
-            update(accounts)
-            .where(accounts.c.id == account.id)
-            .values(updated_at=ctx.now(), **values)
-        )
-        if values.get("blocked"):  # a blocked account's browsers are signed out at once
-            await web_sessions.end_all(conn, account.id)
-        sids = (
-            (await conn.execute(select(services.c.id).where(services.c.account_id == account.id)))
-            .scalars()
-            .all()
-        )
+        sids = await account_admin.set_flags(conn, account.id, now=ctx.now(), **flags)
     for sid in sids:  # the API caches each service with its account
-        ctx.rt.auth.forget(int(sid))
+        ctx.rt.auth.forget(sid)
     await ctx.log(f"{action}: by {ctx.me.email}", account.id)
     await ctx.log(f"{action}: {account.email}")
     ctx.flash("Saved.")
@@ -187,7 +140,7 @@ async def assign_tariff(ctx: Ctx) -> Response:
     account = await _account(ctx)
     tid = int_param(ctx.field("tariff_id"))
     async with ctx.rt.db.read() as conn:
-        name = (await conn.execute(select(tariffs.c.name).where(tariffs.c.id == tid))).scalar()
+        name = await tariffs.name_of(conn, tid)
     if name is None:
         return await account_page(ctx, ["No such tariff."], 400)
     return await _set(ctx, account, f"tariff changed to {name}", tariff_id=tid)

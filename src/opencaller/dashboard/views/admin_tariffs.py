@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ...domain import billing
-from ...storage.tables import accounts, tariff_prices, tariffs
+from ...domain import billing, tariffs
 from .. import fmt
 from ..web import Ctx, Dash, NotFound, int_param, page
 
@@ -21,15 +18,7 @@ async def tariffs_list(
     ctx: Ctx, errors: list[str] | None = None, status: int = 200, form: dict[str, str] | None = None
 ) -> Response:
     async with ctx.rt.db.read() as conn:
-        users = func.count(accounts.c.id).label("users")
-        rows = (
-            await conn.execute(
-                select(tariffs, users)
-                .outerjoin(accounts, accounts.c.tariff_id == tariffs.c.id)
-                .group_by(*tariffs.c)
-                .order_by(tariffs.c.id)
-            )
-        ).all()
+        rows = await tariffs.with_users(conn)
     return ctx.render(
         "admin/tariffs.html",
         status=status,
@@ -51,49 +40,23 @@ async def create(ctx: Ctx) -> Response:
     if not name or len(name) > 128:
         errors.append("Give the tariff a name (up to 128 characters).")
     async with ctx.rt.db.write() as conn:
-        exists = (await conn.execute(select(tariffs.c.id).where(tariffs.c.code == code))).scalar()
-        if exists is not None:
+        if await tariffs.id_of(conn, code) is not None:
             errors.append("A tariff with this code exists already.")
-        if errors:
-            return await tariffs_list(ctx, errors, 400, {"code": code, "name": name})
-        tid = (
-            await conn.execute(
-                insert(tariffs)
-                .values(code=code, name=name, created_at=ctx.now())
-                .returning(tariffs.c.id)
-            )
-        ).scalar_one()
-        for channel in billing.CHANNELS:  # start from the default prices; edit them next
-            default = await billing.price_of(conn, await _default_id(conn), channel, "*")
-            await billing.set_price(conn, int(tid), channel, "*", default)
+        tid = None if errors else await tariffs.create(conn, code, name, now=ctx.now())
+    if tid is None:
+        return await tariffs_list(ctx, errors, 400, {"code": code, "name": name})
     await ctx.log(f"tariff created: {code}")
     ctx.flash("Tariff created.")
     return ctx.redirect(f"/admin/tariffs/{tid}")
 
 
-async def _default_id(conn: Any) -> int | None:
-    q = select(tariffs.c.id).where(tariffs.c.code == billing.DEFAULT_TARIFF[0])
-    found = (await conn.execute(q)).scalar()
-    return int(found) if found is not None else None
-
-
 async def tariff_page(ctx: Ctx, errors: list[str] | None = None, status: int = 200) -> Response:
     tid = int_param(ctx.request.path_params.get("tid"))
     async with ctx.rt.db.read() as conn:
-        tariff = (await conn.execute(select(tariffs).where(tariffs.c.id == tid))).first()
+        tariff = await tariffs.get(conn, tid)
         if tariff is None:
             raise NotFound
-        prices = (
-            await conn.execute(
-                select(tariff_prices)
-                .where(tariff_prices.c.tariff_id == tid)
-                .order_by(
-                    tariff_prices.c.country_iso != "*",
-                    tariff_prices.c.country_iso,
-                    tariff_prices.c.channel,
-                )
-            )
-        ).all()
+        prices = await tariffs.prices(conn, tid, defaults_first=True)
     return ctx.render(
         "admin/tariff.html",
         status=status,
@@ -114,8 +77,8 @@ async def rename(ctx: Ctx) -> Response:
     if not name or len(name) > 128:
         return await tariff_page(ctx, ["Give the tariff a name (up to 128 characters)."], 400)
     async with ctx.rt.db.write() as conn:
-        done = await conn.execute(update(tariffs).where(tariffs.c.id == tid).values(name=name))
-    if done.rowcount == 0:
+        found = await tariffs.rename(conn, tid, name)
+    if not found:
         raise NotFound
     ctx.flash("Saved.")
     return ctx.redirect(f"/admin/tariffs/{tid}")
@@ -136,16 +99,10 @@ async def set_price(ctx: Ctx) -> Response:
     if errors or price is None:
         return await tariff_page(ctx, errors, 400)
     async with ctx.rt.db.write() as conn:
-        if (await conn.execute(select(tariffs.c.id).where(tariffs.c.id == tid))).first() is None:
+        if await tariffs.get(conn, tid) is None:
             raise NotFound
         if ctx.field("remove") == "1" and country != "*":
-            await conn.execute(
-                delete(tariff_prices).where(
-                    tariff_prices.c.tariff_id == tid,
-                    tariff_prices.c.channel == channel,
-                    tariff_prices.c.country_iso == country,
-                )
-            )
+            await tariffs.remove_price(conn, tid, channel, country)
         else:
             await billing.set_price(conn, tid, channel, country, price)
     await ctx.log(f"tariff price set: #{tid} {channel} {country} {fmt.rub_plain(price)}")

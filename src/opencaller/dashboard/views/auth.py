@@ -10,10 +10,14 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ...domain import two_factor
-from ...domain.accounts import get_account, get_account_by_email
+from ...domain.accounts import (
+    get_account,
+    get_account_by_email,
+    password_hash_of,
+    totp_secret_of,
+)
 from ...domain.onboarding import AccountExists, open_account
 from ...domain.passwords import WeakPassword, check_password, hash_password, verify_password
-from ...storage.tables import accounts
 from .. import fmt, i18n
 from ..web import Ctx, Dash, page
 
@@ -42,8 +46,7 @@ def too_many(ctx: Ctx, wait_s: int) -> str:
 
 async def _password_hash(ctx: Ctx, account_id: int) -> str:
     async with ctx.rt.db.read() as conn:
-        q = accounts.select().with_only_columns(accounts.c.password_hash)
-        return str((await conn.execute(q.where(accounts.c.id == account_id))).scalar_one())
+        return await password_hash_of(conn, account_id)
 
 
 async def _signed_in(ctx: Ctx, account_id: int, target: str) -> Response:
@@ -135,8 +138,7 @@ async def second_factor(ctx: Ctx) -> Response:
         return ctx.redirect("/dashboard/signin")
     async with ctx.rt.db.read() as conn:
         account = await get_account(conn, pending)
-        q = accounts.select().with_only_columns(accounts.c.totp_secret)
-        secret = (await conn.execute(q.where(accounts.c.id == pending))).scalar()
+        secret = await totp_secret_of(conn, pending)
     if account is None or not secret:
         ctx.session.reset()
         return ctx.redirect("/dashboard/signin")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ...domain import reports, tariffs
 from ...domain.accounts import get_account, set_low_balance_alert
-from ...storage.tables import tariff_prices, tariffs
-from .. import data, fmt
+from .. import fmt
 from ..csv_export import cell, csv_response
 from ..web import Ctx, Dash, page
 
@@ -19,20 +18,10 @@ async def balance(ctx: Ctx, errors: list[str] | None = None, status: int = 200) 
         tariff = None
         prices: list[object] = []
         if ctx.me.tariff_id is not None:
-            tariff = (
-                await conn.execute(select(tariffs).where(tariffs.c.id == ctx.me.tariff_id))
-            ).first()
-            prices = list(
-                (
-                    await conn.execute(
-                        select(tariff_prices)
-                        .where(tariff_prices.c.tariff_id == ctx.me.tariff_id)
-                        .order_by(tariff_prices.c.channel, tariff_prices.c.country_iso)
-                    )
-                ).all()
-            )
-        rows, total = await data.ledger_rows(conn, ctx.me.id, page=page_no)
-    pages = max(1, -(-total // data.PAGE_SIZE))
+            tariff = await tariffs.get(conn, ctx.me.tariff_id)
+            prices = await tariffs.prices(conn, ctx.me.tariff_id, defaults_first=False)
+        rows, total = await reports.ledger_rows(conn, ctx.me.id, page=page_no)
+    pages = max(1, -(-total // reports.PAGE_SIZE))
     return ctx.render(
         "balance.html",
         status=status,
@@ -74,7 +63,7 @@ CSV_HEADER = [
 async def ledger_csv(ctx: Ctx) -> Response:
     async with ctx.rt.db.read() as conn:
         account = await get_account(conn, ctx.me.id)
-        rows, _ = await data.ledger_rows(conn, ctx.me.id, page=None)
+        rows, _ = await reports.ledger_rows(conn, ctx.me.id, page=None)
     assert account is not None
     name = f"opencaller-ledger-{account.id}-{fmt.day(ctx.now())}.csv"
     return csv_response(

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .. import data, fmt
+from ...domain import reports
+from .. import fmt
 from ..csv_export import cell, csv_response
 from ..web import Ctx, Dash, NotFound, int_param, page
 
@@ -46,7 +47,7 @@ CSV_HEADER = [
 ]
 
 
-def _filter(ctx: Ctx) -> tuple[data.LogFilter, list[str]]:
+def _filter(ctx: Ctx) -> tuple[reports.LogFilter, list[str]]:
     """The filter the query asks for, and what in it could not be understood (said on the
     page rather than silently dropped)."""
     q = ctx.request.query_params
@@ -63,10 +64,10 @@ def _filter(ctx: Ctx) -> tuple[data.LogFilter, list[str]]:
     since, until = days["from"], days["to"]
     if since is not None and until is not None and since > until:
         errors.append(ctx.t("The first day is after the last one."))
-    flt = data.LogFilter(
+    flt = reports.LogFilter(
         service_id=service_id,
         since=since,
-        until=until + data.DAY_S if until is not None else None,  # the "to" day is included
+        until=until + reports.DAY_S if until is not None else None,  # the "to" day is included
         phone=re.sub(r"[^0-9*]", "", q.get("phone", ""))[:20],
         client=q.get("client", "").strip()[:64],
         unique=q.get("unique", "").strip()[:64],
@@ -76,8 +77,8 @@ def _filter(ctx: Ctx) -> tuple[data.LogFilter, list[str]]:
     return flt, errors
 
 
-async def _own_services(ctx: Ctx, conn: AsyncConnection, flt: data.LogFilter) -> list[Any]:
-    services = await data.account_services(conn, ctx.me.id)
+async def _own_services(ctx: Ctx, conn: AsyncConnection, flt: reports.LogFilter) -> list[Any]:
+    services = await reports.account_services(conn, ctx.me.id)
     if flt.service_id is not None and flt.service_id not in {s.id for s in services}:
         raise NotFound
     return services
@@ -89,8 +90,8 @@ async def log(ctx: Ctx) -> Response:
     page_no = fmt.parse_int(q.get("page"), low=1, high=1_000_000) or 1
     async with ctx.rt.db.read() as conn:
         services = await _own_services(ctx, conn, flt)
-        rows, total = await data.search_log(conn, ctx.me.id, flt, page_no)
-    pages = max(1, -(-total // data.PAGE_SIZE))
+        rows, total = await reports.search_log(conn, ctx.me.id, flt, page_no)
+    pages = max(1, -(-total // reports.PAGE_SIZE))
     kept = {k: v for k, v in q.items() if k != "page" and v}
 
     def page_url(n: int) -> str:
@@ -120,7 +121,7 @@ async def log_csv(ctx: Ctx) -> Response:
         return ctx.render("error.html", status=400, code=400, message=" ".join(errors))
     async with ctx.rt.db.read() as conn:
         await _own_services(ctx, conn, flt)
-        rows = await data.log_rows(conn, ctx.me.id, flt, CSV_LIMIT)
+        rows = await reports.log_rows(conn, ctx.me.id, flt, CSV_LIMIT)
     name = f"opencaller-log-{ctx.me.id}-{fmt.day(ctx.now())}.csv"
     return csv_response(
         name,
@@ -152,11 +153,11 @@ async def log_csv(ctx: Ctx) -> Response:
 async def details(ctx: Ctx) -> Response:
     auth_id = int_param(ctx.request.path_params.get("aid"))
     async with ctx.rt.db.read() as conn:
-        row = await data.owned_authorization(conn, ctx.me.id, auth_id)
+        row = await reports.owned_authorization(conn, ctx.me.id, auth_id)
         if row is None:
             raise NotFound
         root = row.first_id or row.id
-        chain = await data.chain(conn, root)
+        chain = await reports.chain(conn, root)
     return ctx.render(
         "authorization.html",
         row=row,

@@ -7,26 +7,17 @@ import asyncio
 import dataclasses
 
 import pyotp
-from sqlalchemy import select, update
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ...domain import two_factor, web_sessions
-from ...domain.accounts import set_password
+from ...domain import reports, two_factor, web_sessions
+from ...domain.accounts import password_hash_of, set_password, totp_secret_of
 from ...domain.passwords import hash_password, verify_password
-from ...storage.tables import account_logs, accounts
 from .. import i18n, qr
 from ..web import Ctx, Dash, page
 from .auth import password_problem, too_many
 
 ISSUER = "opencaller"
-
-
-async def _secrets(ctx: Ctx) -> tuple[str, str | None]:
-    async with ctx.rt.db.read() as conn:
-        q = select(accounts.c.password_hash, accounts.c.totp_secret)
-        row = (await conn.execute(q.where(accounts.c.id == ctx.me.id))).one()
-    return row.password_hash, row.totp_secret
 
 
 def _sid(ctx: Ctx) -> str:
@@ -38,14 +29,7 @@ async def security(
     ctx: Ctx, errors: list[str] | None = None, status: int = 200, codes: list[str] | None = None
 ) -> Response:
     async with ctx.rt.db.read() as conn:
-        logs = (
-            await conn.execute(
-                select(account_logs)
-                .where(account_logs.c.account_id == ctx.me.id)
-                .order_by(account_logs.c.id.desc())
-                .limit(100)
-            )
-        ).all()
+        logs = await reports.account_actions(conn, ctx.me.id, limit=100)
         browsers = await web_sessions.of_account(conn, ctx.me.id)
         pending = await web_sessions.pending_totp(conn, _sid(ctx))
         codes_left = await two_factor.recovery_codes_left(conn, ctx.me.id)
@@ -78,7 +62,8 @@ async def _password_checked(ctx: Ctx, password: str) -> str | None:
     wait = await ctx.dash.guard.account_check(ctx.me.id, "password", ctx.now())
     if wait is not None:
         return too_many(ctx, wait)
-    hashed, _ = await _secrets(ctx)
+    async with ctx.rt.db.read() as conn:
+        hashed = await password_hash_of(conn, ctx.me.id)
     if not await asyncio.to_thread(verify_password, hashed, password):
         await ctx.log("wrong current password")
         return "The current password is wrong."
@@ -123,13 +108,8 @@ async def enable_2fa(ctx: Ctx) -> Response:
     ):
         return await security(ctx, ["Wrong code. Check the time on your phone and try again."], 400)
     async with ctx.rt.db.write() as conn:
-        await conn.execute(
-            update(accounts)
-            .where(accounts.c.id == ctx.me.id)
-            .values(totp_secret=pending, two_auth=True, totp_last_step=None, updated_at=now)
-        )
+        codes = await two_factor.turn_on(conn, ctx.me.id, pending, now=now)
         await web_sessions.set_pending_totp(conn, _sid(ctx), None)
-        codes = await two_factor.new_recovery_codes(conn, ctx.me.id, now=now)
         ended = await web_sessions.end_all(conn, ctx.me.id, keep=_sid(ctx))
     await ctx.log("two-factor authentication enabled")
     ctx.flash("Two-factor authentication is on.")
@@ -150,25 +130,21 @@ async def new_codes(ctx: Ctx) -> Response:
 
 
 async def disable_2fa(ctx: Ctx) -> Response:
-    _, secret = await _secrets(ctx)
+    async with ctx.rt.db.read() as conn:
+        secret = await totp_secret_of(conn, ctx.me.id)
     now = ctx.now()
     wait = await ctx.dash.guard.account_check(ctx.me.id, "code", now)
     if wait is not None:
         return await security(ctx, [too_many(ctx, wait)], 429)
     async with ctx.rt.db.write() as conn:
-        ok = bool(secret) and await two_factor.verify_totp(
-            conn, ctx.me.id, str(secret), ctx.field("code"), now=now
+        ok = secret is not None and await two_factor.verify_totp(
+            conn, ctx.me.id, secret, ctx.field("code"), now=now
         )
     if not ok:
         return await security(ctx, ["Wrong code."], 400)
     await ctx.dash.guard.account_ok(ctx.me.id, "code")
     async with ctx.rt.db.write() as conn:
-        await conn.execute(
-            update(accounts)
-            .where(accounts.c.id == ctx.me.id)
-            .values(totp_secret=None, two_auth=False, totp_last_step=None, updated_at=now)
-        )
-        await two_factor.drop_recovery_codes(conn, ctx.me.id)
+        await two_factor.turn_off(conn, ctx.me.id, now=now)
     await ctx.log("two-factor authentication disabled")
     ctx.flash("Two-factor authentication is off.")
     return ctx.redirect("/dashboard/security")

@@ -7,15 +7,16 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ...domain import reports
 from ...domain.accounts import Service, create_service, regenerate_key, update_service
-from .. import data, fmt
+from .. import fmt
 from ..web import Ctx, Dash, NotFound, int_param, page
 
 
 async def _service(ctx: Ctx) -> Service:
     sid = int_param(ctx.request.path_params.get("sid"))
     async with ctx.rt.db.read() as conn:
-        service = await data.owned_service(conn, ctx.me.id, sid)
+        service = await reports.owned_service(conn, ctx.me.id, sid)
     if service is None:
         raise NotFound
     return service
@@ -23,7 +24,7 @@ async def _service(ctx: Ctx) -> Service:
 
 async def overview(ctx: Ctx) -> Response:
     async with ctx.rt.db.read() as conn:
-        services = await data.account_services(conn, ctx.me.id)
+        services = await reports.account_services(conn, ctx.me.id)
     return ctx.render(
         "overview.html",
         active=[s for s in services if not s.archived],
@@ -43,7 +44,7 @@ async def create(ctx: Ctx) -> Response:
         errors.append("The use direction is too long (up to 256 characters).")
     if errors:
         async with ctx.rt.db.read() as conn:
-            services = await data.account_services(conn, ctx.me.id)
+            services = await reports.account_services(conn, ctx.me.id)
         return ctx.render(
             "overview.html",
             status=400,

@@ -7,14 +7,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ...domain import reports
 from ...domain.accounts import Service
 from ...numbering import InvalidPhoneNumber
-from ...storage.tables import authorizations
-from .. import data, fmt
+from .. import fmt
 from ..charts import Series, bar_chart, legend
 from ..web import Ctx, Dash, NotFound, int_param, page
 
@@ -24,9 +23,9 @@ RANGES = (7, 30, 90)
 PREFIX_DIGITS = 8
 
 
-async def by_operator(ctx: Ctx, blocks: list[data.Counts]) -> list[data.Counts]:
+async def by_operator(ctx: Ctx, blocks: list[reports.Counts]) -> list[reports.Counts]:
     """Counts per number block, regrouped by the operator that holds each block."""
-    groups: dict[str, list[data.Counts]] = {}
+    groups: dict[str, list[reports.Counts]] = {}
     for block in blocks:
         sample = block.label.ljust(11, "0") if block.label.startswith("7") else block.label
         try:
@@ -35,16 +34,16 @@ async def by_operator(ctx: Ctx, blocks: list[data.Counts]) -> list[data.Counts]:
         except InvalidPhoneNumber:
             name = ctx.t("Unknown")
         groups.setdefault(name, []).append(block)
-    merged = [data.merge_counts(name, parts) for name, parts in groups.items()]
+    merged = [reports.merge_counts(name, parts) for name, parts in groups.items()]
     return sorted(merged, key=lambda c: -c.started)
 
 
 def day_range(ctx: Ctx) -> tuple[int, list[int], float, float]:
     """The chosen number of days and their UTC day numbers, oldest first, up to today."""
     days = fmt.parse_int(ctx.arg("days"), low=1, high=366) or 30
-    today = int(ctx.now() // data.DAY_S)
+    today = int(ctx.now() // reports.DAY_S)
     numbers = list(range(today - days + 1, today + 1))
-    return days, numbers, numbers[0] * data.DAY_S, (today + 1) * data.DAY_S
+    return days, numbers, numbers[0] * reports.DAY_S, (today + 1) * reports.DAY_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,30 +51,29 @@ class _Figures:
     """What the statistics page reads, for one account over a range of days."""
 
     services: list[Service]
-    by_day: dict[int, data.Counts]
-    by_service: list[data.Counts]
+    by_day: dict[int, reports.Counts]
+    by_service: list[reports.Counts]
     spend: dict[int, int]
-    by_country: list[data.Counts]
-    blocks: list[data.Counts]
+    by_country: list[reports.Counts]
+    blocks: list[reports.Counts]
 
 
 async def _read(ctx: Ctx, service_id: int | None, since: float, until: float) -> _Figures:
     me, sqlite = ctx.me.id, ctx.rt.db.sqlite
     async with ctx.rt.db.read() as conn:
-        services = await data.account_services(conn, me)
+        services = await reports.account_services(conn, me)
         if service_id is not None and service_id not in {s.id for s in services}:
             raise NotFound
-        by_day = await data.counts_by_day(
+        by_day = await reports.counts_by_day(
             conn, sqlite, since, until, account_id=me, service_id=service_id
         )
-        by_service = await data.counts_by_service(conn, since, until, account_id=me)
-        spend = await data.spend_by_day(conn, sqlite, me, since, until)
-        by_country = await data.counts_by(
-            conn, authorizations.c.country_iso, since, until, account_id=me, service_id=service_id
+        by_service = await reports.counts_by_service(conn, since, until, account_id=me)
+        spend = await reports.spend_by_day(conn, sqlite, me, since, until)
+        by_country = await reports.counts_by_country(
+            conn, since, until, account_id=me, service_id=service_id
         )
-        prefix = func.substr(authorizations.c.phone, 1, PREFIX_DIGITS)
-        blocks = await data.counts_by(
-            conn, prefix, since, until, account_id=me, service_id=service_id
+        blocks = await reports.counts_by_block(
+            conn, PREFIX_DIGITS, since, until, account_id=me, service_id=service_id
         )
     if service_id is not None:
         by_service = [c for c in by_service if c.key == service_id]
@@ -83,10 +81,10 @@ async def _read(ctx: Ctx, service_id: int | None, since: float, until: float) ->
 
 
 def _day_rows(
-    numbers: list[int], labels: list[str], by_day: dict[int, data.Counts]
-) -> list[data.Counts]:
+    numbers: list[int], labels: list[str], by_day: dict[int, reports.Counts]
+) -> list[reports.Counts]:
     """One row per day, oldest first, labelled; a day without calls is a row of zeros."""
-    empty = data.Counts("", 0, 0, 0, 0, 0, 0)
+    empty = reports.Counts("", 0, 0, 0, 0, 0, 0)
     return [
         dataclasses.replace(by_day.get(d) or dataclasses.replace(empty, key=d), label=label)
         for d, label in zip(numbers, labels, strict=True)
@@ -94,7 +92,7 @@ def _day_rows(
 
 
 def _charts(
-    ctx: Ctx, labels: list[str], rows: list[data.Counts], spent: list[int]
+    ctx: Ctx, labels: list[str], rows: list[reports.Counts], spent: list[int]
 ) -> dict[str, Any]:
     calls = [
         Series(ctx.t("Reached"), [r.reached for r in rows], "s-ok"),
@@ -120,7 +118,7 @@ async def stats(ctx: Ctx) -> Response:
     days, numbers, since, until = day_range(ctx)
     service_id = int_param(ctx.arg("service")) if ctx.arg("service") else None
     figures = await _read(ctx, service_id, since, until)
-    labels = [fmt.day(d * data.DAY_S) for d in numbers]
+    labels = [fmt.day(d * reports.DAY_S) for d in numbers]
     rows = _day_rows(numbers, labels, figures.by_day)
     return ctx.render(
         "stats.html",
@@ -129,7 +127,7 @@ async def stats(ctx: Ctx) -> Response:
         services=figures.services,
         service_id=service_id,
         rows=list(reversed(rows)),
-        total=data.merge_counts(ctx.t("Total"), rows),
+        total=reports.merge_counts(ctx.t("Total"), rows),
         by_service=figures.by_service,
         spent=sum(figures.spend.values()),
         by_country=figures.by_country,

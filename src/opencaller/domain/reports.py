@@ -1,4 +1,6 @@
-"""Read queries of the customer pages. Every one is scoped by the signed-in account's id."""
+"""Read queries behind the dashboard and the admin: the log, counts per day, service, country
+and number block, spend, the ledger, the operator's traffic. A customer's are scoped by the
+signed-in account's id."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..domain.accounts import Service
-from ..storage.tables import authorizations, ledger, services
+from ..storage.tables import account_logs, accounts, authorizations, ledger, services
 
 a = authorizations.c
 DAY_S = 86_400
@@ -232,6 +234,33 @@ async def counts_by(
     ]
 
 
+async def counts_by_country(
+    conn: AsyncConnection,
+    since: float,
+    until: float,
+    *,
+    account_id: int,
+    service_id: int | None = None,
+) -> list[Counts]:
+    return await counts_by(
+        conn, a.country_iso, since, until, account_id=account_id, service_id=service_id
+    )
+
+
+async def counts_by_block(
+    conn: AsyncConnection,
+    digits: int,
+    since: float,
+    until: float,
+    *,
+    account_id: int,
+    service_id: int | None = None,
+) -> list[Counts]:
+    """Counts per block of numbers: the first ``digits`` digits of the phone."""
+    prefix = func.substr(a.phone, 1, digits)
+    return await counts_by(conn, prefix, since, until, account_id=account_id, service_id=service_id)
+
+
 def merge_counts(label: str, parts: list[Counts]) -> Counts:
     return Counts(
         label,
@@ -271,3 +300,50 @@ async def ledger_rows(
     if page is not None:
         q = q.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
     return list((await conn.execute(q)).all()), total
+
+
+async def recent_ledger(conn: AsyncConnection, account_id: int, limit: int = 20) -> list[Any]:
+    q = select(ledger).where(ledger.c.account_id == account_id).order_by(ledger.c.id.desc())
+    return list((await conn.execute(q.limit(limit))).all())
+
+
+async def account_actions(conn: AsyncConnection, account_id: int, limit: int = 100) -> list[Any]:
+    """The account's activity log, newest first."""
+    q = (
+        select(account_logs)
+        .where(account_logs.c.account_id == account_id)
+        .order_by(account_logs.c.id.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(q)).all())
+
+
+async def outcomes_by_day(
+    conn: AsyncConnection, sqlite: bool, since: float, until: float
+) -> list[Any]:
+    """Every account's authorizations per day, outcome and test flag: rows of
+    ``(d, outcome, is_test, n)``."""
+    d = day_of(a.created_at, sqlite).label("d")
+    q = (
+        select(d, a.outcome, a.is_test, func.count().label("n"))
+        .where(a.created_at >= since, a.created_at < until)
+        .group_by(d, a.outcome, a.is_test)
+    )
+    return list((await conn.execute(q)).all())
+
+
+async def service_owners(conn: AsyncConnection, service_ids: list[int]) -> dict[int, str]:
+    """The e-mail of the account that owns each service."""
+    q = (
+        select(services.c.id, accounts.c.email)
+        .join(accounts, accounts.c.id == services.c.account_id)
+        .where(services.c.id.in_(service_ids))
+    )
+    return {int(r.id): str(r.email) for r in (await conn.execute(q)).all()}
+
+
+async def account_totals(conn: AsyncConnection) -> tuple[int, int]:
+    """How many accounts there are, and their balances added up (money units)."""
+    q = select(func.count(), func.sum(accounts.c.balance)).select_from(accounts)
+    count, balance = (await conn.execute(q)).one()
+    return int(count), int(balance or 0)
