@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from opencaller import phone_text
 from opencaller.app import create_app
 from opencaller.config import Settings
-from opencaller.domain import countries, phones, throttle
+from opencaller.domain import countries, throttle
 from opencaller.domain.authentication import Authenticator
 from opencaller.domain.clock import FakeClock
 from opencaller.domain.throttle import MemoryCounters
@@ -151,12 +152,12 @@ async def test_phone_lookups_of_many_new_numbers_keep_the_cache_at_its_size(
         info = await directory.lookup_e164(f"7916{n:07d}")
         assert info.country_iso == "RU"
     assert directory.cache_stats().size == 200
-    assert phones.known_number.cache_info().maxsize == 8_192
+    assert phone_text.known_number.cache_info().maxsize == 8_192
 
 
 async def test_country_cache_is_bounded() -> None:
-    phones.known_number.cache_clear()
+    phone_text.known_number.cache_clear()
     for n in range(20_000):
         countries.country_of(f"7926{n:07d}")
-    info = phones.known_number.cache_info()
+    info = phone_text.known_number.cache_info()
     assert info.currsize == info.maxsize == 8_192

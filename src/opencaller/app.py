@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from .dashboard import routes as dashboard_routes
+from .dashboard.routes import routes as dashboard_routes
 from .runtime import Runtime
 from .security_headers import SecurityHeaders
 from .wire.app import create_api_app

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .domain.phones import digits, e164
+from .phone_text import digits, e164
 
 
 class SimulatorSettings(BaseModel):

@@ -2,47 +2,7 @@
 
 Server-rendered pages (Starlette + Jinja2), a little hand-written JavaScript for copy buttons
 and in-place filtering, and no external resources at all.
+
+The routes are assembled in ``routes.py``; this package module imports nothing, so a view
+that takes a sibling (``from .. import fmt``) never runs it half-initialised.
 """
-
-from __future__ import annotations
-
-from pathlib import Path
-
-from starlette.routing import BaseRoute, Mount
-from starlette.staticfiles import StaticFiles
-
-from ..runtime import Runtime
-from .views import (
-    admin_accounts,
-    admin_tariffs,
-    admin_traffic,
-    auth,
-    balance,
-    log,
-    security,
-    services,
-    stats,
-)
-from .web import Dash
-
-STATIC = Path(__file__).parent / "static"
-
-
-def routes(rt: Runtime) -> list[BaseRoute]:
-    """Every dashboard route; they go before the API's catch-all route."""
-    dash = Dash(rt)
-    out: list[BaseRoute] = []
-    for area in (
-        auth,
-        services,
-        log,
-        stats,
-        balance,
-        security,
-        admin_traffic,
-        admin_accounts,
-        admin_tariffs,
-    ):
-        out.extend(area.routes(dash))
-    out.append(Mount("/static", app=StaticFiles(directory=STATIC), name="static"))
-    return out

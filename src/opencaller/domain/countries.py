@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .phones import known_number
+from ..phone_text import known_number
 
 
 def country_of(phone: str) -> str | None:

@@ -20,7 +20,7 @@ from phonenumbers import PhoneNumberType, carrier
 from sqlalchemy import BigInteger, Select, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from opencaller.numbering import places
+import opencaller.numbering.places as places
 from opencaller.numbering.mnp import PortedNumber, import_mnp
 from opencaller.numbering.operators import known_operator, operator_by_mnc
 from opencaller.numbering.parse import (

@@ -37,7 +37,7 @@ from typing import Protocol
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberFormat, PhoneNumberType
 
-from opencaller.numbering import places_build
+import opencaller.numbering.places_build as places_build
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,11 @@ from ..domain import billing
 from ..domain.accounts import get_account
 from ..domain.authentication import Caller
 from ..domain.money import to_rub
-from ..domain.phones import e164, parse_code
+from ..domain.phones import parse_code
 from ..domain.verification import verify_code as check_code
 from ..errors import Code, UcallerError
 from ..numbering import InvalidPhoneNumber, InvalidReason
+from ..phone_text import e164
 from ..runtime import Runtime
 from ..storage.tables import account_logs, tariffs
 from ..telephony.base import CallKind
