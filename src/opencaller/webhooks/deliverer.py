@@ -24,11 +24,12 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-# One implementation of the signature for both sides: customers verify with the same module.
-from opencaller.client.webhooks import EVENT_HEADER, SIGNATURE_HEADER, sign
 from opencaller.storage.outage import describe, is_unavailable
 from opencaller.storage.tables import services
 from opencaller.storage.webhook_tables import webhook_outbox as wo
+
+# One implementation of the signature for both sides: customers verify with the same module.
+from opencaller.webhook_signature import EVENT_HEADER, SIGNATURE_HEADER, sign
 
 from .destinations import DestinationPolicy, ForbiddenDestination, IPAddress, Target
 
