@@ -60,13 +60,15 @@ def _parse(digits: str) -> PhoneNumber | None:
 
 
 def _sample_numbers() -> list[PhoneNumber]:
+    rng = random.Random(20240611)
+    return [*_under_random_prefixes(rng), *_near_examples(rng), *_every_example()]
+
+
+def _under_random_prefixes(rng: random.Random) -> Iterator[PhoneNumber]:
+    """Under random prefixes of the data (every country it covers, every prefix length): a
+    valid number when one of the usual lengths gives one, else the invalid attempt."""
     from phonenumbers.geodata import GEOCODE_DATA
 
-    rng = random.Random(20240611)
-    numbers: list[PhoneNumber] = []
-
-    # Under random prefixes of the data (every country it covers, every prefix length): a
-    # valid number when one of the usual lengths gives one, else the invalid attempt.
     for prefix in rng.sample(sorted(GEOCODE_DATA), 2500):
         last = None
         for total in (11, 10, 12, 9, 13, 8):
@@ -76,15 +78,17 @@ def _sample_numbers() -> list[PhoneNumber]:
             if last is not None and phonenumbers.is_valid_number(last):
                 break
         if last is not None:
-            numbers.append(last)
+            yield last
 
-    # Russian mobiles and fixed lines, Kazakhstan (shares +7), and other countries: random
-    # digits after the leading digits of the library's example numbers.
+
+def _near_examples(rng: random.Random) -> Iterator[PhoneNumber]:
+    """Russian mobiles and fixed lines, Kazakhstan (shares +7), and other countries: random
+    digits after the leading digits of the library's example numbers."""
     for _ in range(600):
         head = "79" if rng.random() < 0.5 else "7" + rng.choice("3489")
         n = _parse(head + _random_digits(rng, 11 - len(head)))
         if n is not None:
-            numbers.append(n)
+            yield n
     regions = ["KZ", "US", "CA", "DE", "GB", "AR", "MX", "BY", "UA", "FR", "IT", "BR", "CN"]
     for region in regions:
         for kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE):
@@ -95,19 +99,20 @@ def _sample_numbers() -> list[PhoneNumber]:
                 keep = rng.randint(len(str(example.country_code)) + 1, len(digits) - 2)
                 n = _parse(digits[:keep] + _random_digits(rng, len(digits) - keep))
                 if n is not None:
-                    numbers.append(n)
+                    yield n
 
-    # Every region's example of every type: shared country codes, non-geographic types.
+
+def _every_example() -> Iterator[PhoneNumber]:
+    """Every region's example of every type: shared country codes, non-geographic types."""
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
         for kind in range(12):
             example = phonenumbers.example_number_for_type(region, kind)
             if example is not None:
-                numbers.append(example)
+                yield example
     for code in sorted(phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS):
         example = phonenumbers.example_number_for_non_geo_entity(code)
         if example is not None:
-            numbers.append(example)
-    return numbers
+            yield example
 
 
 def test_same_answers_as_the_geocoder(table: places.PlaceTable) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,49 +66,71 @@ def _unquote(field: str) -> str:
     return field
 
 
-def parse_mnp_text(text: str, source: str | Path) -> list[PortedNumber]:
-    lines = text.splitlines()
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How a file is laid out: its separator, its columns (-1: absent), its first data line."""
+
+    sep: str
+    number_at: int
+    operator_at: int
+    mnc_at: int
+    start: int
+
+
+def _layout(lines: list[str], source: str | Path) -> _Layout:
+    """Read from the first non-empty line: a header row names the columns; without one the
+    columns are number, operator, MNC."""
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
         raise RegistryFormatError(source, None, "file is empty")
     sep = ";" if lines[first].count(";") >= lines[first].count(",") else ","
     head = [_unquote(f).lower() for f in lines[first].split(sep)]
-    number_at, operator_at, mnc_at = 0, 1, 2
-    start = first
-    if not any(ch.isdigit() for ch in head[0]):  # a header row
-        found = {name: i for i, name in enumerate(head)}
-        number_at = next((found[n] for n in _NUMBER_NAMES if n in found), -1)
-        operator_at = next((found[n] for n in _OPERATOR_NAMES if n in found), -1)
-        mnc_at = next((found[n] for n in _MNC_NAMES if n in found), -1)
-        if number_at < 0 or operator_at < 0:
-            raise RegistryFormatError(
-                source, first + 1, "header needs a number and an operator column"
-            )
-        start = first + 1
-    result: list[PortedNumber] = []
-    for line_no, line in enumerate(lines[start:], start=start + 1):
-        if not line.strip():
-            continue
-        fields = [_unquote(f) for f in line.split(sep)]
-        if len(fields) <= max(number_at, operator_at):
-            raise RegistryFormatError(source, line_no, "expected at least number and operator")
-        number = russian_number(fields[number_at])
-        if number is None:
-            raise RegistryFormatError(
-                source, line_no, f"{fields[number_at]!r} is not a Russian phone number"
-            )
-        operator = fields[operator_at]
-        if not operator:
-            raise RegistryFormatError(source, line_no, "operator is empty")
-        mnc: int | None = None
-        if 0 <= mnc_at < len(fields) and fields[mnc_at]:
-            if not (fields[mnc_at].isascii() and fields[mnc_at].isdigit()):
-                raise RegistryFormatError(
-                    source, line_no, f"MNC {fields[mnc_at]!r} is not a number"
-                )
-            mnc = int(fields[mnc_at])
-        result.append(PortedNumber(number=number, operator=operator, mnc=mnc))
-    return result
+    if any(ch.isdigit() for ch in head[0]):  # data from the first line
+        return _Layout(sep, 0, 1, 2, first)
+    found = {name: i for i, name in enumerate(head)}
+    number_at, operator_at, mnc_at = (
+        _column(found, _NUMBER_NAMES),
+        _column(found, _OPERATOR_NAMES),
+        _column(found, _MNC_NAMES),
+    )
+    if number_at < 0 or operator_at < 0:
+        raise RegistryFormatError(source, first + 1, "header needs a number and an operator column")
+    return _Layout(sep, number_at, operator_at, mnc_at, first + 1)
+
+
+def _column(found: dict[str, int], names: Iterable[str]) -> int:
+    """The index of the first of ``names`` the header has, else -1."""
+    return next((found[n] for n in names if n in found), -1)
+
+
+def _ported(fields: list[str], at: _Layout, source: str | Path, line_no: int) -> PortedNumber:
+    """One data line, checked: a Russian number, an operator, an MNC if there is one."""
+    if len(fields) <= max(at.number_at, at.operator_at):
+        raise RegistryFormatError(source, line_no, "expected at least number and operator")
+    number = russian_number(fields[at.number_at])
+    if number is None:
+        raise RegistryFormatError(
+            source, line_no, f"{fields[at.number_at]!r} is not a Russian phone number"
+        )
+    operator = fields[at.operator_at]
+    if not operator:
+        raise RegistryFormatError(source, line_no, "operator is empty")
+    mnc: int | None = None
+    if 0 <= at.mnc_at < len(fields) and fields[at.mnc_at]:
+        if not (fields[at.mnc_at].isascii() and fields[at.mnc_at].isdigit()):
+            raise RegistryFormatError(source, line_no, f"MNC {fields[at.mnc_at]!r} is not a number")
+        mnc = int(fields[at.mnc_at])
+    return PortedNumber(number=number, operator=operator, mnc=mnc)
+
+
+def parse_mnp_text(text: str, source: str | Path) -> list[PortedNumber]:
+    lines = text.splitlines()
+    at = _layout(lines, source)
+    return [
+        _ported([_unquote(f) for f in line.split(at.sep)], at, source, line_no)
+        for line_no, line in enumerate(lines[at.start :], start=at.start + 1)
+        if line.strip()
+    ]
 
 
 def parse_mnp_file(path: str | Path) -> list[PortedNumber]:

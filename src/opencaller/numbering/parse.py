@@ -142,6 +142,12 @@ def parse_phone(
     """
     source = _as_text(raw)
     text = source.strip()
+    digits = _digits_of(source, text)
+    return _pick(source, _candidates(text, digits, default_region), strict=strict)
+
+
+def _digits_of(source: str, text: str) -> str:
+    """The digits of ``text``, or :class:`InvalidPhoneNumber` when it cannot be a number."""
     if not text:
         raise InvalidPhoneNumber(source, InvalidReason.EMPTY)
     if len(text) > MAX_INPUT_CHARS:
@@ -153,25 +159,32 @@ def parse_phone(
         raise InvalidPhoneNumber(source, InvalidReason.NOT_A_NUMBER)
     if "+" in text[1:]:  # "+7 +7 909..." or "7+909": a typo, not something to guess at
         raise InvalidPhoneNumber(source, InvalidReason.NOT_A_NUMBER)
+    return digits
 
+
+def _candidates(
+    text: str, digits: str, default_region: str | None
+) -> list[tuple[str, str | None]]:
+    """The readings of the number to try, in order: ``(text, region)`` for libphonenumber."""
     international = ("+" + digits, None)
-    candidates: list[tuple[str, str | None]]
     if text.startswith("+"):
-        candidates = [international]
-    elif digits.startswith("00"):  # the international prefix used in most of Europe
-        candidates = [("+" + digits[2:], None)]
-    elif default_region is None:
-        candidates = [international]
-    else:
-        national = (digits, default_region)
-        own_code = str(phonenumbers.country_code_for_region(default_region))
-        # "79091000000" is the documented uCaller form; "9091000000" and "89091000000" are
-        # national numbers that would otherwise be misread as +90..., +8...
-        if digits.startswith(own_code):
-            candidates = [international, national]
-        else:
-            candidates = [national, international]
+        return [international]
+    if digits.startswith("00"):  # the international prefix used in most of Europe
+        return [("+" + digits[2:], None)]
+    if default_region is None:
+        return [international]
+    national = (digits, default_region)
+    own_code = str(phonenumbers.country_code_for_region(default_region))
+    # "79091000000" is the documented uCaller form; "9091000000" and "89091000000" are
+    # national numbers that would otherwise be misread as +90..., +8...
+    if digits.startswith(own_code):
+        return [international, national]
+    return [national, international]
 
+
+def _pick(source: str, candidates: list[tuple[str, str | None]], *, strict: bool) -> ParsedPhone:
+    """The first reading libphonenumber knows as valid; else, when not ``strict``, the first of
+    a possible length; else :class:`InvalidPhoneNumber` with the first reason found."""
     first_failure: InvalidReason | None = None
     fallback: PhoneNumber | None = None
     for candidate, region in candidates:

@@ -175,10 +175,8 @@ def category_of(code: int) -> str:
     return f"{'DEF' if lead == '9' else 'ABC'}-{lead}xx"
 
 
-def parse_registry_text(text: str, source: str | Path) -> list[RangeRow]:
-    """Check and convert one registry file's text; raises :class:`RegistryFormatError`."""
-    name = Path(source).name
-    lines = text.splitlines()
+def _header(lines: list[str], source: str | Path) -> tuple[int, dict[str, int], int]:
+    """Where the header is, the index of each known column, and how many fields it has."""
     header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
     if header_at is None:
         raise RegistryFormatError(source, None, "file is empty")
@@ -197,63 +195,77 @@ def parse_registry_text(text: str, source: str | Path) -> list[RangeRow]:
             + ", ".join(missing)
             + f" (got {lines[header_at][:200]!r})",
         )
-    width = len(header)
-    rows: list[RangeRow] = []
-    for number, line in enumerate(lines[header_at + 1 :], start=header_at + 2):
-        if not line.strip():
-            continue
-        fields = split_fields(line)
-        while len(fields) > width and fields[-1] == "":  # a trailing ";"
-            fields.pop()
-        if len(fields) != width:
-            raise RegistryFormatError(
-                source, number, f"expected {width} fields separated by ';', got {len(fields)}"
-            )
+    return header_at, columns, len(header)
 
-        def get(role: str, fields: list[str] = fields) -> str:
-            index = columns.get(role)
-            return fields[index] if index is not None else ""
 
-        code = _int(get("code"))
-        if code is None or not 100 <= code <= 999:
-            raise RegistryFormatError(
-                source, number, f"АВС/ DEF code {get('code')!r} is not a 3-digit number"
-            )
-        low, high, capacity = _int(get("from")), _int(get("to")), _int(get("capacity"))
-        if low is None or high is None or low > 9_999_999 or high > 9_999_999:
-            raise RegistryFormatError(
-                source,
-                number,
-                f"range bounds {get('from')!r}..{get('to')!r} are not 7-digit numbers",
-            )
-        if low > high:
-            raise RegistryFormatError(source, number, f"range start {low} is after its end {high}")
-        if capacity is None:
-            raise RegistryFormatError(
-                source, number, f"capacity {get('capacity')!r} is not a number"
-            )
-        operator = get("operator")
-        if not operator:
-            raise RegistryFormatError(source, number, "operator is empty")
-        region_raw, territory = get("region"), get("territory")
-        region, city = split_region(region_raw, territory)
-        base = code * 10_000_000
-        rows.append(
-            RangeRow(
-                category=category_of(code),
-                code=code,
-                range_from=base + low,
-                range_to=base + high,
-                capacity=capacity,
-                operator=operator,
-                inn=re.sub(r"\D", "", get("inn"))[:12],
-                region=region,
-                city=city,
-                region_raw=region_raw,
-                territory=territory,
-                source=name,
-            )
+def _fields(line: str, width: int, source: str | Path, number: int) -> list[str]:
+    fields = split_fields(line)
+    while len(fields) > width and fields[-1] == "":  # a trailing ";"
+        fields.pop()
+    if len(fields) != width:
+        raise RegistryFormatError(
+            source, number, f"expected {width} fields separated by ';', got {len(fields)}"
         )
+    return fields
+
+
+def _range_row(
+    fields: list[str], columns: dict[str, int], source: str | Path, number: int
+) -> RangeRow:
+    """One data line, checked: a 3-digit code, 7-digit bounds in order, a capacity and an
+    operator."""
+
+    def get(role: str) -> str:
+        index = columns.get(role)
+        return fields[index] if index is not None else ""
+
+    code = _int(get("code"))
+    if code is None or not 100 <= code <= 999:
+        raise RegistryFormatError(
+            source, number, f"АВС/ DEF code {get('code')!r} is not a 3-digit number"
+        )
+    low, high, capacity = _int(get("from")), _int(get("to")), _int(get("capacity"))
+    if low is None or high is None or low > 9_999_999 or high > 9_999_999:
+        raise RegistryFormatError(
+            source,
+            number,
+            f"range bounds {get('from')!r}..{get('to')!r} are not 7-digit numbers",
+        )
+    if low > high:
+        raise RegistryFormatError(source, number, f"range start {low} is after its end {high}")
+    if capacity is None:
+        raise RegistryFormatError(source, number, f"capacity {get('capacity')!r} is not a number")
+    operator = get("operator")
+    if not operator:
+        raise RegistryFormatError(source, number, "operator is empty")
+    region_raw, territory = get("region"), get("territory")
+    region, city = split_region(region_raw, territory)
+    base = code * 10_000_000
+    return RangeRow(
+        category=category_of(code),
+        code=code,
+        range_from=base + low,
+        range_to=base + high,
+        capacity=capacity,
+        operator=operator,
+        inn=re.sub(r"\D", "", get("inn"))[:12],
+        region=region,
+        city=city,
+        region_raw=region_raw,
+        territory=territory,
+        source=Path(source).name,
+    )
+
+
+def parse_registry_text(text: str, source: str | Path) -> list[RangeRow]:
+    """Check and convert one registry file's text; raises :class:`RegistryFormatError`."""
+    lines = text.splitlines()
+    header_at, columns, width = _header(lines, source)
+    rows = [
+        _range_row(_fields(line, width, source, number), columns, source, number)
+        for number, line in enumerate(lines[header_at + 1 :], start=header_at + 2)
+        if line.strip()
+    ]
     if not rows:
         raise RegistryFormatError(source, None, "no ranges after the header")
     return rows
