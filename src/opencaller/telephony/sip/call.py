@@ -415,10 +415,8 @@ def _no_response(call: OutboundCall, caller: str, p: _Progress) -> CallReport:
 
 async def flash(call: OutboundCall, caller: str, notify: Notify) -> CallReport:
     """Ring from ``caller`` and hang up once the handset is alerted (plus the ring hold)."""
-    trunk = call.trunk
     p = _Progress(started=time.time())
-    t0 = time.monotonic()
-    progress_deadline = t0 + trunk.progress_timeout_s
+    progress_deadline = time.monotonic() + call.trunk.progress_timeout_s
     hold_until: float | None = None
     call.send_invite()
     try:
@@ -426,48 +424,67 @@ async def flash(call: OutboundCall, caller: str, notify: Notify) -> CallReport:
             try:
                 resp = await call.response(hold_until or progress_deadline)
             except TimeoutError:
-                if hold_until is not None:  # rang long enough: drop it
-                    final = await _hang_up_early(call)
-                    reason = f"{p.progress_code} then CANCEL"
-                    if final is not None and final.code != 487:
-                        reason += f", {_reason(final)}"
-                    return _report(Outcome.DELIVERED, caller, p, p.progress_code, reason)
-                if not p.any_response:
-                    return _no_response(call, caller, p)
-                final = await _hang_up_early(call)
-                return _report(
-                    Outcome.NO_PROGRESS, caller, p, None, "no ringing before the progress timeout"
-                )
+                return await _flash_timed_out(call, caller, p, rang=hold_until is not None)
             if resp is None:
                 return _no_response(call, caller, p)
             p.any_response = True
             if resp.code < 200:
-                alerting = resp.code == 180 or (resp.code == 183 and trunk.hold_on_183)
-                if alerting and p.progress_at is None:
-                    p.progress_at, p.progress_code = time.time(), resp.code
-                    await notify("ringing", resp.code)
-                    hold_until = time.monotonic() + trunk.ring_hold_s
-                    if trunk.ring_hold_s <= 0:
-                        hold_until = time.monotonic()
-                elif resp.code == 100:
-                    await notify("trying", 100)
+                hold_until = await _flash_provisional(call.trunk, resp, p, notify) or hold_until
                 continue
-            if resp.code < 300:  # answered before we hung up: still reached
-                call.ack_2xx(resp)
-                await notify("answered", resp.code)
-                await call.bye()
-                return _report(Outcome.ANSWERED, caller, p, resp.code, _reason(resp))
-            if p.progress_at is not None:
-                # The phone was alerted; a decline or timeout after that still shows the call.
-                q850 = q850_cause(resp.headers.getlist("Reason"))
-                reason = f"{p.progress_code} then {_reason(resp)}"
-                return _report(Outcome.DELIVERED, caller, p, p.progress_code, reason, q850)
-            return _failure(resp, caller, p)
+            return await _flash_final(call, resp, caller, p, notify)
     except asyncio.CancelledError:
         await end_on_wire(call)
         raise
     finally:
         call.close()
+
+
+async def _flash_timed_out(
+    call: OutboundCall, caller: str, p: _Progress, *, rang: bool
+) -> CallReport:
+    """The wait ended: after the ring hold the flash call is done; before any ringing it is
+    not going to ring."""
+    if rang:  # rang long enough: drop it
+        final = await _hang_up_early(call)
+        reason = f"{p.progress_code} then CANCEL"
+        if final is not None and final.code != 487:
+            reason += f", {_reason(final)}"
+        return _report(Outcome.DELIVERED, caller, p, p.progress_code, reason)
+    if not p.any_response:
+        return _no_response(call, caller, p)
+    await _hang_up_early(call)
+    return _report(Outcome.NO_PROGRESS, caller, p, None, "no ringing before the progress timeout")
+
+
+async def _flash_provisional(
+    trunk: TrunkConfig, resp: Response, p: _Progress, notify: Notify
+) -> float | None:
+    """A 1xx: on the first alerting one, when to hang up (after the ring hold); else None."""
+    alerting = resp.code == 180 or (resp.code == 183 and trunk.hold_on_183)
+    if alerting and p.progress_at is None:
+        p.progress_at, p.progress_code = time.time(), resp.code
+        await notify("ringing", resp.code)
+        return time.monotonic() + max(trunk.ring_hold_s, 0.0)
+    if resp.code == 100:
+        await notify("trying", 100)
+    return None
+
+
+async def _flash_final(
+    call: OutboundCall, resp: Response, caller: str, p: _Progress, notify: Notify
+) -> CallReport:
+    """A final answer before the flash call was dropped."""
+    if resp.code < 300:  # answered before we hung up: still reached
+        call.ack_2xx(resp)
+        await notify("answered", resp.code)
+        await call.bye()
+        return _report(Outcome.ANSWERED, caller, p, resp.code, _reason(resp))
+    if p.progress_at is not None:
+        # The phone was alerted; a decline or timeout after that still shows the call.
+        q850 = q850_cause(resp.headers.getlist("Reason"))
+        reason = f"{p.progress_code} then {_reason(resp)}"
+        return _report(Outcome.DELIVERED, caller, p, p.progress_code, reason, q850)
+    return _failure(resp, caller, p)
 
 
 async def voice(
