@@ -93,7 +93,7 @@ def _package_imports(path: Path, module: str) -> set[str]:
 
 
 def _import_graph() -> dict[str, set[str]]:
-    graph = grimp.build_graph("opencaller")
+    graph = grimp.build_graph("opencaller", cache_dir=None)
     edges = {
         m: {i for i in graph.find_modules_directly_imported_by(m) if i.startswith("opencaller")}
         for m in graph.modules
