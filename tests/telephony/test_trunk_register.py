@@ -1,0 +1,161 @@
+"""Trunks that authenticate by REGISTER, with SIPp as the registrar: calls go out only while
+registered, a restarted registrar is registered with again, digest challenges are answered,
+and the state shows in /metrics and the trunk view."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import REGISTRY, generate_latest
+
+from opencaller.telephony.base import CallKind, CallRequest, Outcome
+from opencaller.telephony.sip.provider import SipProvider
+
+from .helpers import provider, trunk
+from .sipp import Sipp, SippRun
+
+pytestmark = pytest.mark.sip
+
+
+def flash(n: int, code: str = "4719") -> CallRequest:
+    return CallRequest(ucaller_id=n, destination="79161234567", code=code, kind=CallKind.FLASH)
+
+
+async def until(check: Callable[[], bool], within_s: float = 30.0) -> None:
+    """A synchronisation point, not a timing assertion."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within_s
+    while not check():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+def registered(p: SipProvider, name: str) -> bool:
+    return next(s for s in p.trunk_status() if s.name == name).registered is True
+
+
+def scraped(line: str) -> bool:
+    return line in generate_latest(REGISTRY).decode()
+
+
+# SIPp keeps a finished call's Call-ID for 33 s and absorbs what comes on it; a refresh
+# reuses the Call-ID of the first REGISTER (RFC 3261 §10.2.4), so forget it at once.
+FORGET = ["-deadcall_wait", "1"]
+
+
+def registrar(sipp: Sipp, expires: int, *, port: int | None = None) -> SippRun:
+    keys = {"expires": str(expires)}
+    return sipp.start("uas_register.xml", calls=10_000, keys=keys, port=port, extra=FORGET)
+
+
+async def test_calls_go_out_after_registering_refresh_and_unregister(sipp: Sipp) -> None:
+    reg = registrar(sipp, expires=2)
+    far = sipp.start("uas_ring_cancel.xml", calls=1)
+    p = provider(
+        trunk(
+            "reg-a",
+            far.port,
+            registration=True,
+            registrar=f"127.0.0.1:{reg.port}",
+            username="opencaller-a",
+            register_expires_s=600,
+        )
+    )
+    await p.start()
+    try:
+        await until(lambda: registered(p, "reg-a"))
+        assert scraped('opencaller_sip_trunk_registered{trunk="reg-a"} 1.0')
+        assert scraped('opencaller_sip_trunk_register_last_code{trunk="reg-a"} 200.0')
+        rep = await p.place_call(flash(1))
+        assert rep.outcome is Outcome.DELIVERED, rep
+        # Granted 2 s: refreshed before it runs out, on the same Call-ID.
+        await until(lambda: len(reg.lines("REGISTER")) >= 3)
+    finally:
+        await p.close()
+    far.assert_ok()
+    lines = reg.lines("REGISTER")
+    assert lines[0]["asked"] == "600"
+    assert lines[0]["contact"] == f"opencaller-a@127.0.0.1:{p.port}"
+    assert lines[0]["via_rport"] == "rport"
+    assert len({r["call-id"] for r in lines}) == 1
+    assert [int(r["cseq"]) for r in lines] == sorted(int(r["cseq"]) for r in lines)
+    assert lines[-1]["asked"] == "0"  # unregistered at shutdown
+    assert scraped('opencaller_sip_trunk_registered{trunk="reg-a"} 0.0')
+
+
+async def test_registrar_restart_stops_calls_until_registered_again(sipp: Sipp) -> None:
+    reg = registrar(sipp, expires=1)
+    far = sipp.start("uas_ring_cancel.xml", calls=2)
+    p = provider(
+        trunk(
+            "reg-b",
+            far.port,
+            registration=True,
+            registrar=f"127.0.0.1:{reg.port}",
+            username="opencaller-b",
+            register_retry_min_s=0.2,
+            register_retry_max_s=0.5,
+        ),
+        t1_s=0.05,  # Timer F (64 x T1) ends an unanswered REGISTER in 3.2 s
+    )
+    await p.start()
+    try:
+        await until(lambda: registered(p, "reg-b"))
+        assert (await p.place_call(flash(1))).outcome is Outcome.DELIVERED
+        reg.kill()
+        await until(lambda: not registered(p, "reg-b"))
+        status = p.trunk_status()[0]
+        assert status.usable is False
+        assert status.why_not is not None and "not registered" in status.why_not
+        refused = await p.place_call(flash(2))
+        assert refused.outcome is Outcome.NETWORK_ERROR
+        assert "reg-b: not registered (no answer from the registrar)" in refused.reason
+        registrar(sipp, expires=1, port=reg.port)  # the registrar is back, empty
+        await until(lambda: registered(p, "reg-b"))
+        rep = await p.place_call(flash(3))
+        assert rep.outcome is Outcome.DELIVERED, rep
+    finally:
+        await p.close()
+    far.assert_ok()
+    assert len(far.lines("INVITE")) == 2  # the refused call never reached the trunk
+
+
+@pytest.mark.parametrize(("password", "ok"), [("s3cret", True), ("wrong", False)])
+async def test_digest_challenge_to_register_is_answered(
+    sipp: Sipp, password: str, ok: bool
+) -> None:
+    reg = sipp.start(
+        "uas_register_auth.xml",
+        calls=10_000,
+        keys={"expires": "600", "user": "trunkuser", "pass": "s3cret"},
+        extra=FORGET,
+    )
+    name = f"reg-auth-{ok}"
+    p = provider(
+        trunk(
+            name,
+            reg.port,
+            registration=True,
+            username="trunkuser",
+            password=password,
+            register_retry_min_s=30,
+        )
+    )
+    await p.start()
+    try:
+        await until(lambda: len(reg.lines("AUTH")) >= 1)
+        await until(lambda: p.trunk_status()[0].register_code is not None)
+        status = p.trunk_status()[0]
+    finally:
+        await p.close()
+    assert reg.lines("AUTH")[0]["ok"] == ("true" if ok else "false")
+    assert len(reg.lines("CHALLENGE")) >= 1
+    if ok:
+        assert status.registered is True and status.usable
+        assert status.register_code == 200
+    else:
+        assert status.registered is False and status.register_code == 403
+        assert status.why_not == "not registered (403 Forbidden)"
+        assert scraped(f'opencaller_sip_trunk_register_last_code{{trunk="{name}"}} 403.0')
