@@ -69,8 +69,6 @@ class KeepAlive:
         self.transport, self.trunk, self.dest, self.local = transport, trunk, dest, local
         self.health = TrunkHealth(trunk.down_after, trunk.up_after)
         self.on_change = on_change
-        self.call_id = m.new_call_id(local.ip)
-        self.cseq = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -105,7 +103,6 @@ class KeepAlive:
     async def probe(self) -> int | None:
         """One OPTIONS; its final status, or None without one within the timeout."""
         t = self.trunk
-        self.cseq += 1
         branch = m.new_branch()
         hostport = f"{self.local.ip}:{self.local.port}"
         req = m.request(
@@ -114,8 +111,8 @@ class KeepAlive:
             via=f"SIP/2.0/UDP {hostport};branch={branch};rport",
             from_=f"<sip:opencaller@{hostport}>;tag={m.new_tag()}",
             to=f"<sip:{t.host}:{t.port}>",
-            call_id=self.call_id,
-            cseq=self.cseq,
+            call_id=m.new_call_id(self.local.ip),  # each keepalive a request of its own
+            cseq=1,
             headers=[("Contact", f"<sip:opencaller@{hostport}>"), ("Accept", "application/sdp")],
             user_agent=self.local.user_agent,
         )
