@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
+from opencaller.cli.sip_status import status_lines
 from opencaller.telephony.base import CallKind, CallRequest, Outcome
 from opencaller.telephony.sip.provider import SipProvider
 
-from .helpers import provider, trunk
+from .helpers import provider, trunk, until
 from .sipp import Sipp, free_udp_port
-from .test_trunk_register import until
 
 pytestmark = pytest.mark.sip
 
@@ -22,6 +22,10 @@ def flash(n: int, code: str = "4719") -> CallRequest:
 
 def is_up(p: SipProvider, name: str) -> bool:
     return next(s for s in p.trunk_status() if s.name == name).up is True
+
+
+def status_now() -> list[str]:
+    return status_lines(generate_latest(REGISTRY).decode())
 
 
 def scraped(line: str) -> bool:
@@ -48,6 +52,7 @@ async def test_trunk_not_answering_options_is_skipped_until_it_answers(sipp: Sip
         ]
         assert status[0].why_not == "down (2 keepalives failed, no answer)"
         assert scraped('opencaller_sip_trunk_up{trunk="hc-a"} 0.0')
+        assert any(x.startswith("trunk hc-a: DOWN for ") for x in status_now())
         rep = await p.place_call(flash(1))
         # One leg only: the down trunk was not tried (no progress timeout waited on it).
         assert rep.outcome is Outcome.DELIVERED, rep
@@ -89,6 +94,7 @@ async def test_prefix_the_far_end_refuses_leaves_the_pool(sipp: Sipp) -> None:
         stats = p.monitor.prefixes.ring_rates()["7900444"]
         assert (stats.calls, stats.ring_rate, stats.blocked) == (3, 0.0, True)
         assert scraped('opencaller_sip_prefix_blocked{prefix="7900444"} 1.0')
+        assert "caller-ID prefix 7900444: OUT of the pool, ring rate 0%" in status_now()
         after = [await p.place_call(flash(100 + n, "1234")) for n in range(5)]
         assert {r.caller_id for r in after} == {"79007771234"}
         assert all(r.outcome is Outcome.DELIVERED for r in after)

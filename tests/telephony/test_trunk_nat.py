@@ -11,7 +11,7 @@ import pytest
 from opencaller.telephony.base import CallKind, CallRequest, Outcome
 from opencaller.telephony.sip.rtp import send_paced
 
-from .helpers import provider, trunk
+from .helpers import provider, trunk, until
 from .sipp import Sipp
 
 pytestmark = pytest.mark.sip
@@ -78,3 +78,22 @@ def _drain(sock: socket.socket) -> int:
         except BlockingIOError:
             return n
         n += 1
+
+
+async def test_registration_takes_the_address_the_registrar_saw(sipp: Sipp) -> None:
+    reg = sipp.start(
+        "uas_register_nat.xml",
+        calls=10_000,
+        keys={"expires": "600"},
+        extra=["-deadcall_wait", "1"],
+    )
+    p = provider(trunk("nat-reg", reg.port, registration=True, username="oc"))
+    await p.start()
+    try:
+        await until(lambda: p.trunk_status()[0].registered is True)
+    finally:
+        await p.close()
+    contacts = [r["contact"] for r in reg.lines("REGISTER")]
+    # Registered as seen from outside; unregistered the same binding at shutdown.
+    assert contacts == [f"oc@127.0.0.1:{p.port}", "oc@198.51.100.7:40000", "oc@198.51.100.7:40000"]
+    assert [r["asked"] for r in reg.lines("REGISTER")] == ["3600", "3600", "0"]

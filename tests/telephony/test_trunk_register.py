@@ -4,16 +4,14 @@ and the state shows in /metrics and the trunk view."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
+from opencaller.cli.sip_status import status_lines
 from opencaller.telephony.base import CallKind, CallRequest, Outcome
 from opencaller.telephony.sip.provider import SipProvider
 
-from .helpers import provider, trunk
+from .helpers import provider, trunk, until
 from .sipp import Sipp, SippRun
 
 pytestmark = pytest.mark.sip
@@ -21,15 +19,6 @@ pytestmark = pytest.mark.sip
 
 def flash(n: int, code: str = "4719") -> CallRequest:
     return CallRequest(ucaller_id=n, destination="79161234567", code=code, kind=CallKind.FLASH)
-
-
-async def until(check: Callable[[], bool], within_s: float = 30.0) -> None:
-    """A synchronisation point, not a timing assertion."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + within_s
-    while not check():
-        assert loop.time() < end, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 def registered(p: SipProvider, name: str) -> bool:
@@ -68,6 +57,9 @@ async def test_calls_go_out_after_registering_refresh_and_unregister(sipp: Sipp)
         await until(lambda: registered(p, "reg-a"))
         assert scraped('opencaller_sip_trunk_registered{trunk="reg-a"} 1.0')
         assert scraped('opencaller_sip_trunk_register_last_code{trunk="reg-a"} 200.0')
+        # The operator's line (`opencaller sip-status URL` reads the same text).
+        lines = status_lines(generate_latest(REGISTRY).decode())
+        assert any(x.startswith("trunk reg-a: registered (last 200) for ") for x in lines)
         rep = await p.place_call(flash(1))
         assert rep.outcome is Outcome.DELIVERED, rep
         # Granted 2 s: refreshed before it runs out, on the same Call-ID.

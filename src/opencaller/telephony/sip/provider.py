@@ -123,7 +123,8 @@ class SipProvider:
             handler=lambda: self._handler,
         )
         self._warm = asyncio.create_task(self._warm_prompts())
-        local = Local(self.public_ip, self._ep.local_port, c.t1_s, c.t2_s, c.user_agent)
+        learn = c.public_ip is None
+        local = Local(self.public_ip, self._ep.local_port, c.t1_s, c.t2_s, c.user_agent, learn)
         await self.monitor.start(self.transport, local, self._addrs)
 
     async def _warm_prompts(self) -> None:

@@ -49,6 +49,9 @@ class Local:
     t1: float
     t2: float
     user_agent: str
+    # No public address configured: take the one the registrar saw (Via received/rport)
+    # into our Contact, so calls to us cross the NAT.
+    learn: bool = False
 
 
 def granted_expires(resp: Response, contact_hostport: str, asked: int) -> int:
@@ -79,6 +82,7 @@ class Registration:
         user = trunk.username or "opencaller"
         self.aor = f"sip:{user}@{trunk.domain}"
         self.ruri = f"sip:{trunk.domain}"
+        self.user = user
         self.contact_hostport = f"{local.ip}:{local.port}"
         self.contact = f"<sip:{user}@{self.contact_hostport}>"
         self.call_id = m.new_call_id(local.ip)  # one Call-ID per boot (§10.2.4)
@@ -160,7 +164,7 @@ class Registration:
     async def register(self, expires: int) -> bool:
         """One REGISTER (``expires = 0``: remove our binding). True when the registrar took it."""
         auth: list[tuple[str, str]] = []
-        challenged = False
+        challenged = relearned = False
         while True:
             tx, _ = self._request(expires, auth)
             resp = await final_response(tx)
@@ -173,6 +177,9 @@ class Registration:
                     auth, challenged = creds, True
                     continue
             if 200 <= resp.code < 300:
+                if expires and not relearned and self._learned(resp):
+                    relearned = True
+                    continue  # register the address the registrar saw instead
                 if expires:
                     granted = granted_expires(resp, self.contact_hostport, expires)
                     self.state.expires_s = granted
@@ -180,6 +187,20 @@ class Registration:
                 return True
             self._set(False, resp.code, f"{resp.code} {resp.phrase}")
             return False
+
+    def _learned(self, resp: Response) -> bool:
+        """Take the address the registrar saw us at (received/rport) into our Contact when
+        it differs (we are behind NAT). True when the Contact changed."""
+        if not self.local.learn:
+            return False
+        host, port = m.via_received(resp)
+        seen = f"{host or self.local.ip}:{port or self.local.port}"
+        if (host is None and port is None) or seen == self.contact_hostport:
+            return False
+        log.info("trunk %s: the registrar sees us at %s", self.trunk.name, seen)
+        self.contact_hostport = seen
+        self.contact = f"<sip:{self.user}@{seen}>"
+        return True
 
     def _credentials(self, resp: Response) -> list[tuple[str, str]] | None:
         t = self.trunk
