@@ -115,3 +115,15 @@ def test_trunk_health_counts_consecutive_answers() -> None:
     assert not h.up and h.why_not() == "down (3 keepalives failed, last answer 503)"
     assert [h.record(c) for c in (200, None, 404, 405)] == [False, False, False, True]
     assert h.up and h.why_not() is None
+
+
+def test_kept_prefixes_are_never_taken_out_and_evictions_are_reported() -> None:
+    clock, forgotten = Clock(), []
+    cfg = PrefixHealthConfig(min_calls=1, min_ring_rate=0.5, keep=["7900555"], max_prefixes=2)
+    ph = PrefixHealth(cfg, clock=clock, on_evict=forgotten.append)
+    for _ in range(10):
+        ph.record("79005550000", Outcome.REJECTED)
+    assert not ph.blocked("7900555")
+    ph.record("79006660000", Outcome.DELIVERED)
+    ph.record("79007770000", Outcome.DELIVERED)
+    assert forgotten == ["7900555"]

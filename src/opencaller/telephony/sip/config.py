@@ -131,6 +131,12 @@ class PrefixHealthConfig(_Model):
     min_ring_rate: float = Field(default=0.2, ge=0, le=1)
     cooldown_s: float = Field(default=1800.0, gt=0)
     max_prefixes: int = Field(default=256, ge=1)  # tracked at once (bounds /metrics labels)
+    keep: list[str] = Field(default_factory=list)  # never taken out (the operator's call)
+
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, v: list[str]) -> list[str]:
+        return [_digits(p) for p in v]
 
 
 class SipConfig(_Model):

@@ -8,6 +8,7 @@ rates of trunks and caller-ID prefixes; mirrored into /metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from opencaller.telephony.sip.health import KeepAlive, TrunkHealth
 from opencaller.telephony.sip.prefix_pool import PrefixHealth, PrefixStats, prefix_of
 from opencaller.telephony.sip.registration import Local, Registration, RegState
 from opencaller.telephony.sip.transport import Addr, Transport
+
+FIRST_REGISTER_WAIT_S = 5.0  # start() waits this long at most for the first registrations
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,9 @@ class TrunkMonitor:
         self.config = config
         self.registrations: dict[str, Registration] = {}
         self.keepalives: dict[str, KeepAlive] = {}
-        self.prefixes = PrefixHealth(config.caller_id_health, on_change=_prefix_metrics)
+        self.prefixes = PrefixHealth(
+            config.caller_id_health, on_change=_prefix_metrics, on_evict=_forget_prefix
+        )
 
     async def start(self, transport: Transport, local: Local, addrs: dict[str, Addr]) -> None:
         for t in self.config.trunks:
@@ -69,6 +74,13 @@ class TrunkMonitor:
                 _health_metrics(t.name, ka.health)
                 self.keepalives[t.name] = ka
                 ka.start()
+
+        # Calls right after start should not fail for a registration a moment away.
+        first = [asyncio.create_task(r.attempted.wait()) for r in self.registrations.values()]
+        if first:
+            _, pending = await asyncio.wait(first, timeout=FIRST_REGISTER_WAIT_S)
+            for task in pending:
+                task.cancel()
 
     async def close(self) -> None:
         """Stop keepalives and unregister every trunk (before the transport closes)."""
@@ -125,6 +137,16 @@ def _register_metrics(trunk: str, s: RegState) -> None:
 def _health_metrics(trunk: str, h: TrunkHealth) -> None:
     metrics.SIP_TRUNK_UP.labels(trunk).set(1 if h.up else 0)
     metrics.SIP_TRUNK_STATE_SINCE.labels(trunk, "options").set(h.since)
+
+
+def _forget_prefix(prefix: str) -> None:
+    for gauge in (metrics.SIP_PREFIX_RING_RATE, metrics.SIP_PREFIX_BLOCKED):
+        with contextlib.suppress(KeyError):
+            gauge.remove(prefix)
+    for cls in ("1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "none"):
+        for result in ("rang", "not_rang"):
+            with contextlib.suppress(KeyError):
+                metrics.SIP_PREFIX_CALLS.remove(prefix, cls, result)
 
 
 def _prefix_metrics(s: PrefixStats) -> None:

@@ -66,10 +66,13 @@ class PrefixHealth:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[PrefixStats], None] | None = None,
+        on_evict: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.on_change = on_change
+        self.on_evict = on_evict  # a prefix is no longer tracked (drop its metric labels)
+        self._keep = frozenset(config.keep)
         self._windows: OrderedDict[str, _Window] = OrderedDict()
 
     def record(self, caller_id: str, outcome: Outcome) -> None:
@@ -81,7 +84,7 @@ class PrefixHealth:
         w.calls.append((now, outcome.reached))
         w.rang += outcome.reached
         w.prune(now, self.config.window_s)
-        if w.blocked_until is None and self._collapsed(w):
+        if w.blocked_until is None and prefix not in self._keep and self._collapsed(w):
             w.blocked_until = now + self.config.cooldown_s
             log.error(
                 "caller-ID prefix %s taken out of the pool: %d of its last %d flash calls"
@@ -113,6 +116,8 @@ class PrefixHealth:
             if victim is None:
                 return
             del self._windows[victim]
+            if self.on_evict is not None:
+                self.on_evict(victim)
 
     def tracked(self, prefix: str) -> bool:
         return prefix in self._windows

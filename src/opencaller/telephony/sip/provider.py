@@ -30,6 +30,7 @@ from opencaller.telephony.sip.limits import TrunkLimits
 from opencaller.telephony.sip.monitor import TrunkMonitor, TrunkStatus
 from opencaller.telephony.sip.outcomes import is_trunk_failure
 from opencaller.telephony.sip.pool import CallerIdChooser
+from opencaller.telephony.sip.prefix_pool import PrefixStats
 from opencaller.telephony.sip.registration import Local
 from opencaller.telephony.sip.rtp import MediaSink, PortPool, send_paced
 from opencaller.telephony.sip.sdp import answer_offer, offer
@@ -156,6 +157,11 @@ class SipProvider:
     def trunk_status(self) -> list[TrunkStatus]:
         """Each trunk: usable now or why not (registration, keepalives), and since when."""
         return self.monitor.status()
+
+    def prefix_ring_rates(self) -> dict[str, PrefixStats]:
+        """Flash calls per caller-ID prefix in the sliding window: how many, the share that
+        rang, whether it is out of the pool (e.g. to prefer prefixes that convert)."""
+        return self.monitor.prefixes.ring_rates()
 
     async def healthy(self) -> bool:
         return self.transport.running and bool(self.config.trunks)

@@ -90,6 +90,7 @@ class Registration:
         self.cseq = 0
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
+        self.attempted = asyncio.Event()  # the first REGISTER has its answer (or none)
 
     # --- what calls ask -------------------------------------------------------------------
 
@@ -128,6 +129,7 @@ class Registration:
             except Exception:  # a bug must not end registration for good: log, retry
                 log.exception("trunk %s: registering failed", t.name)
                 ok = False
+            self.attempted.set()
             if ok:
                 self._failures = 0
                 granted = self.state.expires_s or t.register_expires_s
