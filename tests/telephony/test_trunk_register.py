@@ -4,15 +4,19 @@ and the state shows in /metrics and the trunk view."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
 from opencaller.cli.sip_status import status_lines
+from opencaller.config import Settings
 from opencaller.telephony.base import CallKind, CallRequest, Outcome
 from opencaller.telephony.sip.provider import SipProvider
 
 from .helpers import provider, trunk, until
 from .sipp import Sipp, SippRun
+from .test_trunk_legs import provider_of, sip_api
 
 pytestmark = pytest.mark.sip
 
@@ -151,3 +155,45 @@ async def test_digest_challenge_to_register_is_answered(
         assert status.registered is False and status.register_code == 403
         assert status.why_not == "not registered (403 Forbidden)"
         assert scraped(f'opencaller_sip_trunk_register_last_code{{trunk="{name}"}} 403.0')
+
+
+async def test_through_the_api_calls_wait_for_registration_again(
+    sipp: Sipp, settings: Settings
+) -> None:
+    reg = registrar(sipp, expires=1)
+    far = sipp.start("uas_ring_cancel.xml", calls=2)
+    trunks = [
+        trunk(
+            "api-reg",
+            far.port,
+            registration=True,
+            registrar=f"127.0.0.1:{reg.port}",
+            username="opencaller-api",
+            register_retry_min_s=0.2,
+            register_retry_max_s=0.5,
+        )
+    ]
+    async with sip_api(settings, trunks, t1_s=0.05) as api:
+        p = provider_of(api)
+        assert registered(p, "api-reg")  # start waited for the first registration
+        first = await api.get("initCall", phone="79161234567", code="4719")
+        info = await api.wait_final(first["ucaller_id"], within_s=30)
+        outcome = (info["call_status"], info["call_outcome"], info["sip_code"])
+        assert outcome == (1, "delivered", 180)
+
+        reg.kill()
+        await until(lambda: not registered(p, "api-reg"))
+        second = await api.get("initCall", phone="79161234568", code="4720")
+        info = await api.wait_final(second["ucaller_id"], within_s=30)
+        assert (info["call_status"], info["call_outcome"]) == (0, "network_error")
+        assert info["sip_reason"] == (
+            "no usable trunk: api-reg: not registered (no answer from the registrar)"
+        )
+
+        registrar(sipp, expires=1, port=reg.port)
+        await until(lambda: registered(p, "api-reg"))
+        third = await api.get("initCall", phone="79161234569", code="4721")
+        info = await api.wait_final(third["ucaller_id"], within_s=30)
+        assert (info["call_status"], info["call_outcome"]) == (1, "delivered")
+    await asyncio.to_thread(far.assert_ok)
+    assert [r["from_num"][-4:] for r in far.lines("INVITE")] == ["4719", "4721"]
