@@ -3,10 +3,11 @@ the flash-call pool.
 
 A terminating operator that starts blocking one of our number blocks answers its calls
 with 403/404/603 (or drops them) while calls from our other blocks still ring. So for each
-prefix (the caller ID without its last four digits, the code) we keep the flash calls of
-the last ``window_s``: when at least ``min_calls`` are in the window and the share that
-rang (delivered or answered) is below ``min_ring_rate``, the prefix is blocked: the pool
-stops choosing it, an error is logged and a metric raised. It comes back after
+prefix (the caller ID without its last four digits, the code) we count the flash calls of
+the last ``window_s`` (in ``BUCKETS`` slices, so the oldest may reach 1/60 further back):
+when at least ``min_calls`` are in the window and the share that rang (delivered or
+answered) is below ``min_ring_rate``, the prefix is blocked: the pool stops choosing it,
+an error is logged and a metric raised. It comes back after
 ``cooldown_s`` with an empty window, or at once by ``restore``.
 
 Memory is bounded: at most ``max_prefixes`` prefixes are tracked (the least recently used
@@ -35,20 +36,46 @@ def prefix_of(caller_id: str) -> str:
     return caller_id[:-CODE_DIGITS] if len(caller_id) > CODE_DIGITS else caller_id
 
 
+# The window is kept as this many buckets of counts, not one entry per call: at 500 calls
+# a second a 10-minute window would otherwise hold 300,000 entries per prefix.
+BUCKETS = 60
+
+
+@dataclass(slots=True)
+class _Bucket:
+    start: float
+    calls: int = 0
+    rang: int = 0
+
+
 @dataclass(slots=True)
 class _Window:
-    calls: deque[tuple[float, bool]] = field(default_factory=deque)  # (at, rang)
+    buckets: deque[_Bucket] = field(default_factory=deque)
+    calls: int = 0
     rang: int = 0
     blocked_until: float | None = None
 
-    def prune(self, now: float, window_s: float) -> None:
-        while self.calls and self.calls[0][0] <= now - window_s:
-            _, rang = self.calls.popleft()
-            self.rang -= rang
+    def add(self, now: float, width: float, rang: bool) -> None:
+        start = now - now % width
+        if not self.buckets or self.buckets[-1].start != start:
+            self.buckets.append(_Bucket(start))
+        b = self.buckets[-1]
+        b.calls, b.rang = b.calls + 1, b.rang + rang
+        self.calls, self.rang = self.calls + 1, self.rang + rang
+
+    def prune(self, now: float, window_s: float, width: float) -> None:
+        """Drop the buckets wholly older than the window."""
+        while self.buckets and self.buckets[0].start + width <= now - window_s:
+            b = self.buckets.popleft()
+            self.calls, self.rang = self.calls - b.calls, self.rang - b.rang
+
+    def clear(self) -> None:
+        self.buckets.clear()
+        self.calls = self.rang = 0
 
     @property
     def rate(self) -> float | None:
-        return self.rang / len(self.calls) if self.calls else None
+        return self.rang / self.calls if self.calls else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +100,7 @@ class PrefixHealth:
         self.on_change = on_change
         self.on_evict = on_evict  # a prefix is no longer tracked (drop its metric labels)
         self._keep = frozenset(config.keep)
+        self._width = config.window_s / BUCKETS
         self._windows: OrderedDict[str, _Window] = OrderedDict()
 
     def record(self, caller_id: str, outcome: Outcome) -> None:
@@ -81,15 +109,14 @@ class PrefixHealth:
             return
         prefix, now = prefix_of(caller_id), self.clock()
         w = self._window(prefix)
-        w.calls.append((now, outcome.reached))
-        w.rang += outcome.reached
-        w.prune(now, self.config.window_s)
+        w.add(now, self._width, outcome.reached)
+        w.prune(now, self.config.window_s, self._width)
         if w.blocked_until is None and prefix not in self._keep and self._collapsed(w):
             w.blocked_until = now + self.config.cooldown_s
             log.error(
                 "caller-ID prefix %s taken out of the pool: %d of its last %d flash calls"
                 " rang (below %.0f %%); back in %.0f s",
-                prefix, w.rang, len(w.calls), 100 * self.config.min_ring_rate,
+                prefix, w.rang, w.calls, 100 * self.config.min_ring_rate,
                 self.config.cooldown_s,
             )  # fmt: skip
         self._changed(prefix, w)
@@ -97,7 +124,7 @@ class PrefixHealth:
     def _collapsed(self, w: _Window) -> bool:
         rate = w.rate
         return (
-            len(w.calls) >= self.config.min_calls
+            w.calls >= self.config.min_calls
             and rate is not None
             and rate < self.config.min_ring_rate
         )
@@ -142,8 +169,8 @@ class PrefixHealth:
 
     def _restore(self, prefix: str, w: _Window, why: str) -> None:
         # A fresh window: the calls that blocked it must not block it again at once.
-        w.calls.clear()
-        w.rang, w.blocked_until = 0, None
+        w.clear()
+        w.blocked_until = None
         log.warning("caller-ID prefix %s is back in the pool: %s", prefix, why)
         self._changed(prefix, w)
 
@@ -152,14 +179,14 @@ class PrefixHealth:
             self.on_change(self.stats_of(prefix, w))
 
     def stats_of(self, prefix: str, w: _Window) -> PrefixStats:
-        return PrefixStats(prefix, len(w.calls), w.rate, w.blocked_until is not None)
+        return PrefixStats(prefix, w.calls, w.rate, w.blocked_until is not None)
 
     def ring_rates(self) -> dict[str, PrefixStats]:
         """Every tracked prefix's window (a read API, e.g. for routing by conversion)."""
         now = self.clock()
         out = {}
         for prefix, w in list(self._windows.items()):
-            w.prune(now, self.config.window_s)
+            w.prune(now, self.config.window_s, self._width)
             blocked = self.blocked(prefix)
-            out[prefix] = PrefixStats(prefix, len(w.calls), w.rate, blocked)
+            out[prefix] = PrefixStats(prefix, w.calls, w.rate, blocked)
         return out
