@@ -9,12 +9,13 @@ from collections import defaultdict
 from typing import Annotated
 
 import typer
-from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 def _samples(text: str) -> Samples:
+    from prometheus_client.parser import text_string_to_metric_families  # `--help` stays fast
+
     out: Samples = defaultdict(dict)
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
