@@ -3,6 +3,8 @@ again; a caller-ID prefix the far end starts refusing leaves the pool."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
@@ -50,7 +52,8 @@ async def test_trunk_not_answering_options_is_skipped_until_it_answers(sipp: Sip
             ("hc-a", False, False),
             ("hc-b", True, None),
         ]
-        assert status[0].why_not == "down (2 keepalives failed, no answer)"
+        # At least down_after in a row (more may have failed since).
+        assert re.fullmatch(r"down \(\d+ keepalives failed, no answer\)", status[0].why_not or "")
         assert scraped('opencaller_sip_trunk_up{trunk="hc-a"} 0.0')
         assert any(x.startswith("trunk hc-a: DOWN for ") for x in status_now())
         rep = await p.place_call(flash(1))
