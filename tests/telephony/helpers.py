@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from opencaller.telephony.sip.provider import SipProvider, from_settings
@@ -34,3 +36,12 @@ def provider(*trunks: dict[str, Any], **kw: Any) -> SipProvider:
     }
     cfg.update(kw)
     return from_settings(cfg)
+
+
+async def until(check: Callable[[], bool], within_s: float = 30.0) -> None:
+    """Wait until ``check()`` holds (a synchronisation point, not a timing assertion)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within_s
+    while not check():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.05)

@@ -104,10 +104,12 @@ class Sipp:
         inf: Path | None = None,
         rate: float | None = None,
         extra: list[str] | None = None,
+        port: int | None = None,
     ) -> SippRun:
+        """``port``: listen there (e.g. to restart a far end where it was); default a free one."""
         for attempt in range(3):
             try:
-                return self._start(scenario, calls, keys, remote, inf, rate, extra)
+                return self._start(scenario, calls, keys, remote, inf, rate, extra, port)
             except PortTaken:  # another process took the free port before SIPp bound it
                 if attempt == 2:
                     raise
@@ -122,8 +124,9 @@ class Sipp:
         inf: Path | None,
         rate: float | None,
         extra: list[str] | None,
+        port: int | None = None,
     ) -> SippRun:
-        port = free_udp_port()
+        port = port or free_udp_port()
         wd = self.workdir / f"sipp{len(self.runs)}"
         wd.mkdir(parents=True)
         sf = scenario if isinstance(scenario, Path) else SCENARIOS / scenario

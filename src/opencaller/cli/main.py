@@ -14,6 +14,7 @@ import typer
 
 from .client_commands import register
 from .numbering import numbering_app
+from .sip_status import sip_status
 
 if TYPE_CHECKING:  # the commands import what they use, so `--help` starts fast
     from ..config import Settings
@@ -30,6 +31,7 @@ app.add_typer(account_app, name="account")
 app.add_typer(service_app, name="service")
 app.add_typer(numbering_app, name="numbering")
 register(app)
+app.command("sip-status")(sip_status)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")]
 T = TypeVar("T")

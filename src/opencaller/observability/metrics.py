@@ -12,6 +12,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -42,6 +43,61 @@ SIP_RESPONSES = Counter(
     "Calls finished, by the SIP status that ended them ('none': no final response).",
     ["sip_code"],
 )
+
+# SIP trunk health (telephony/sip/health.py, registration.py, prefix_pool.py). Label values
+# are bounded: trunk names come from the configuration, prefixes from our own caller-ID
+# pool (at most sip.caller_id_health.max_prefixes tracked), code classes are 1xx-6xx/none.
+SIP_TRUNK_REGISTERED = Gauge(
+    "opencaller_sip_trunk_registered",
+    "REGISTER-based trunks: 1 registered, 0 not (the trunk places no calls).",
+    ["trunk"],
+    multiprocess_mode="livemax",
+)
+SIP_TRUNK_REGISTER_CODE = Gauge(
+    "opencaller_sip_trunk_register_last_code",
+    "The registrar's last final answer to our REGISTER (0: none, e.g. no answer).",
+    ["trunk"],
+    multiprocess_mode="livemax",
+)
+SIP_TRUNK_STATE_SINCE = Gauge(
+    "opencaller_sip_trunk_state_since_seconds",
+    "Unix time the trunk's registration (kind=register) or keepalive (kind=options) state began.",
+    ["trunk", "kind"],
+    multiprocess_mode="livemax",
+)
+SIP_TRUNK_UP = Gauge(
+    "opencaller_sip_trunk_up",
+    "Trunks with OPTIONS keepalives: 1 up, 0 down (calls skip it).",
+    ["trunk"],
+    multiprocess_mode="livemax",
+)
+SIP_TRUNK_CALLS = Counter(
+    "opencaller_sip_trunk_calls_total",
+    "Call attempts per trunk, by the SIP class of the answer and whether the phone rang.",
+    ["trunk", "code_class", "result"],
+)
+SIP_PREFIX_CALLS = Counter(
+    "opencaller_sip_prefix_calls_total",
+    "Flash calls per caller-ID prefix, by the SIP class of the answer and whether it rang.",
+    ["prefix", "code_class", "result"],
+)
+SIP_PREFIX_RING_RATE = Gauge(
+    "opencaller_sip_prefix_ring_rate",
+    "Share of a caller-ID prefix's flash calls in the sliding window that rang.",
+    ["prefix"],
+    multiprocess_mode="livemin",
+)
+SIP_PREFIX_BLOCKED = Gauge(
+    "opencaller_sip_prefix_blocked",
+    "1 when a caller-ID prefix is out of the pool because its ring rate collapsed.",
+    ["prefix"],
+    multiprocess_mode="livemax",
+)
+
+
+def code_class(code: int | None) -> str:
+    return f"{code // 100}xx" if code is not None and 100 <= code <= 699 else "none"
+
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

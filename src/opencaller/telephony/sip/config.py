@@ -58,6 +58,20 @@ class TrunkConfig(_Model):
     # INVITE without one). Off: flash INVITEs go without SDP, and an offer in the 2xx is
     # answered in the ACK. Voice calls always offer.
     offer_sdp: bool = True
+    # Registration (trunks that authenticate by REGISTER). While not registered the trunk
+    # places no calls (they fail over, or end network_error saying why).
+    registration: bool = False
+    registrar: str | None = None  # "host[:port]"; default the trunk's host and port
+    register_expires_s: int = Field(default=3600, ge=1)  # asked for; the registrar decides
+    register_retry_min_s: float = Field(default=5.0, gt=0)  # backoff after a failure ...
+    register_retry_max_s: float = Field(default=300.0, gt=0)  # ... doubling up to this
+    # Health: OPTIONS every options_interval_s (None: no keepalives). down_after
+    # consecutive failures (no answer within options_timeout_s, or a 5xx) mark the trunk
+    # down, and calls skip it; up_after successes bring it back.
+    options_interval_s: float | None = Field(default=None, gt=0)
+    options_timeout_s: float = Field(default=5.0, gt=0)
+    down_after: int = Field(default=3, ge=1)
+    up_after: int = Field(default=1, ge=1)
 
     @field_validator("prefixes")
     @classmethod
@@ -105,6 +119,26 @@ class CallerIdPool(_Model):
         return not (self.prefixes or self.ranges or self.numbers)
 
 
+class PrefixHealthConfig(_Model):
+    """When a caller-ID prefix stops ringing phones (the terminating operator started
+    blocking it), take it out of the pool: ring rate over the last ``window_s`` below
+    ``min_ring_rate``, with at least ``min_calls`` flash calls in the window. It comes back
+    after ``cooldown_s`` (or when the operator restores it)."""
+
+    enabled: bool = True
+    window_s: float = Field(default=600.0, gt=0)
+    min_calls: int = Field(default=20, ge=1)
+    min_ring_rate: float = Field(default=0.2, ge=0, le=1)
+    cooldown_s: float = Field(default=1800.0, gt=0)
+    max_prefixes: int = Field(default=256, ge=1)  # tracked at once (bounds /metrics labels)
+    keep: list[str] = Field(default_factory=list)  # never taken out (the operator's call)
+
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, v: list[str]) -> list[str]:
+        return [_digits(p) for p in v]
+
+
 class SipConfig(_Model):
     bind_ip: str = "0.0.0.0"
     local_ip: str = "127.0.0.1"  # written into Via, Contact and SDP
@@ -128,6 +162,14 @@ class SipConfig(_Model):
     # this long at most, to CANCEL a late 18x or ACK + BYE a late 2xx; default 2 x 64 x T1
     # (Timer B for the answer, then one more transaction to end the call).
     abandoned_leg_max_s: float | None = Field(default=None, gt=0)
+    # NAT: the address the far end reaches us at, when it is not local_ip (we are behind
+    # NAT). Used in Via sent-by, Contact and SDP c=/o=; default local_ip and our SIP port.
+    public_ip: str | None = None
+    public_port: int | None = Field(default=None, ge=1, le=65535)
+    # Voice: send RTP to where the far end's RTP comes from, once it arrives (RFC 4961),
+    # rather than to the SDP answer's address, which a NAT may have made unreachable.
+    symmetric_rtp: bool = True
+    caller_id_health: PrefixHealthConfig = Field(default_factory=PrefixHealthConfig)
 
     @field_validator("voice_caller_id")
     @classmethod

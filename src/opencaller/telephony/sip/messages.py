@@ -45,6 +45,18 @@ def top_branch(msg: Request | Response) -> str | None:
     return m.group(1) if m else None
 
 
+_RECEIVED = re.compile(r";\s*received=([^;,\s]+)", re.IGNORECASE)
+_RPORT = re.compile(r";\s*rport=(\d+)", re.IGNORECASE)
+
+
+def via_received(msg: Response) -> tuple[str | None, int | None]:
+    """The ``received`` and ``rport`` parameters (RFC 3581) the next hop put in our Via of a
+    response: where it saw our request come from (our address outside a NAT)."""
+    via = msg.headers.get("Via") or ""
+    host, port = _RECEIVED.search(via), _RPORT.search(via)
+    return (host.group(1) if host else None), (int(port.group(1)) if port else None)
+
+
 def cseq_of(msg: Request | Response) -> tuple[int, str]:
     num, method = msg.headers["CSeq"].split()
     return int(num), method.upper()

@@ -27,8 +27,11 @@ from opencaller.telephony.sip.config import SipConfig, TrunkConfig, parse_config
 from opencaller.telephony.sip.inbound import InboundServer
 from opencaller.telephony.sip.legs import AbandonedLegs
 from opencaller.telephony.sip.limits import TrunkLimits
+from opencaller.telephony.sip.monitor import TrunkMonitor, TrunkStatus
 from opencaller.telephony.sip.outcomes import is_trunk_failure
 from opencaller.telephony.sip.pool import CallerIdChooser
+from opencaller.telephony.sip.prefix_pool import PrefixStats
+from opencaller.telephony.sip.registration import Local
 from opencaller.telephony.sip.rtp import MediaSink, PortPool, send_paced
 from opencaller.telephony.sip.sdp import answer_offer, offer
 from opencaller.telephony.sip.transport import Addr, Transport
@@ -75,6 +78,15 @@ class SipProvider:
         self.legs = AbandonedLegs(leg_max)
         self._flash_media: asyncio.DatagramTransport | None = None
         self._flash_port = 0
+        # Registration, keepalives, ring rates (sip/monitor.py); blocked caller-ID prefixes
+        # leave the pool.
+        self.monitor = TrunkMonitor(config)
+        self.pool.exclude = self.monitor.prefixes.blocked
+
+    @property
+    def public_ip(self) -> str:
+        """Our address in Via, Contact and SDP: ``public_ip`` behind NAT, else ``local_ip``."""
+        return self.config.public_ip or self.config.local_ip
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -97,8 +109,8 @@ class SipProvider:
         self._flash_media = media
         self._ep = calls.Endpoint(
             transport=self.transport,
-            local_ip=c.local_ip,
-            local_port=self.transport.local[1],
+            local_ip=self.public_ip,
+            local_port=c.public_port or self.transport.local[1],
             t1=c.t1_s,
             t2=c.t2_s,
             user_agent=c.user_agent,
@@ -112,6 +124,9 @@ class SipProvider:
             handler=lambda: self._handler,
         )
         self._warm = asyncio.create_task(self._warm_prompts())
+        learn = c.public_ip is None
+        local = Local(self.public_ip, self._ep.local_port, c.t1_s, c.t2_s, c.user_agent, learn)
+        await self.monitor.start(self.transport, local, self._addrs)
 
     async def _warm_prompts(self) -> None:
         for language in PHRASES:
@@ -127,6 +142,7 @@ class SipProvider:
         if self._inbound is not None:
             await self._inbound.close()
         await self.legs.close()
+        await self.monitor.close()  # unregisters: before the transport closes
         if self._flash_media is not None:
             self._flash_media.close()  # closes its socket
             self._flash_media = None
@@ -137,6 +153,15 @@ class SipProvider:
     def port(self) -> int:
         """The UDP port we listen on (useful when configured as 0)."""
         return self.transport.local[1]
+
+    def trunk_status(self) -> list[TrunkStatus]:
+        """Each trunk: usable now or why not (registration, keepalives), and since when."""
+        return self.monitor.status()
+
+    def prefix_ring_rates(self) -> dict[str, PrefixStats]:
+        """Flash calls per caller-ID prefix in the sliding window: how many, the share that
+        rang, whether it is out of the pool (e.g. to prefer prefixes that convert)."""
+        return self.monitor.prefixes.ring_rates()
 
     async def healthy(self) -> bool:
         return self.transport.running and bool(self.config.trunks)
@@ -178,7 +203,7 @@ class SipProvider:
         if not self.routes(request.destination):
             return f"no SIP trunk routes {request.destination}"
         if request.kind in (CallKind.FLASH, CallKind.MIX):
-            why = self.pool.why_not(request.code)
+            why = self.pool.why_not_now(request.code)
             if why is not None:
                 return why
         if request.kind in (CallKind.VOICE, CallKind.MIX):
@@ -261,16 +286,37 @@ class SipProvider:
         rep = await self._voice(request, notifier(CallKind.VOICE))
         return replace(rep, kinds_tried=(CallKind.FLASH, CallKind.VOICE))
 
+    def _usable_routes(self, destination: str) -> tuple[list[TrunkConfig], list[str]]:
+        """The routes that may take a call now, and why the others may not (a trunk not
+        registered or down is skipped before a call waits on it)."""
+        usable, skipped = [], []
+        for trunk in self.routes(destination):
+            why = self.monitor.why_not(trunk)
+            if why is None:
+                usable.append(trunk)
+            else:
+                skipped.append(f"{trunk.name}: {why}")
+        if skipped:
+            log.warning("call to %s skips %s", destination, "; ".join(skipped))
+        return usable, skipped
+
     async def _over_trunks(
-        self, destination: str, attempt: Callable[[TrunkConfig, Addr], Awaitable[CallReport]]
+        self,
+        destination: str,
+        attempt: Callable[[TrunkConfig, Addr], Awaitable[CallReport]],
+        *,
+        flash: bool = False,
     ) -> CallReport:
-        trunks = self.routes(destination)
+        trunks, skipped = self._usable_routes(destination)
+        if not trunks:
+            return _no_trunk(skipped)
         legs: list[tuple[str, CallReport]] = []
         for i, trunk in enumerate(trunks):
             limits = self.limits[trunk.name]
             async with limits.in_flight:
                 await limits.rate.acquire()
                 rep = await attempt(trunk, self._addrs[trunk.name])
+            self.monitor.record(trunk.name, rep, flash=flash)
             legs.append((trunk.name, rep))
             last = i == len(trunks) - 1
             if (
@@ -287,11 +333,11 @@ class SipProvider:
     async def _flash(self, request: CallRequest, notify: calls.Notify) -> CallReport:
         caller = self.pool.pick(request.code)
         if caller is None:
-            raise ProviderError(self.pool.why_not(request.code) or "no caller ID")
+            raise ProviderError(self.pool.why_not_now(request.code) or "no caller ID")
         ep = self._ep
         assert ep is not None
 
-        ip, port = self.config.local_ip, self._flash_port
+        ip, port = self.public_ip, self._flash_port
 
         def late_answer(body: bytes) -> bytes:
             return answer_offer(body, ip, port, [0, 8], session_name=FLASH_SESSION)
@@ -304,7 +350,7 @@ class SipProvider:
             call.on_leave = self.legs.adopt
             return await calls.flash(call, caller, notify)
 
-        return await self._over_trunks(request.destination, attempt)
+        return await self._over_trunks(request.destination, attempt, flash=True)
 
     async def _voice(self, request: CallRequest, notify: calls.Notify) -> CallReport:
         caller = self._voice_caller(request.code)
@@ -335,18 +381,30 @@ class SipProvider:
         async def attempt(trunk: TrunkConfig, addr: Addr) -> CallReport:
             sock = self.rtp_ports.bind(c.rtp_ip or c.bind_ip)
             try:
-                sdp = offer(c.local_ip, sock.getsockname()[1], offered)
+                sdp = offer(self.public_ip, sock.getsockname()[1], offered)
                 call = calls.OutboundCall(ep, trunk, addr, request.destination, caller, sdp=sdp)
                 call.on_leave = self.legs.adopt
 
                 async def play(dest: Addr, pt: int) -> None:
-                    await send_paced(sock, dest, prompts[pt], pt)
+                    await send_paced(sock, dest, prompts[pt], pt, symmetric=c.symmetric_rtp)
 
                 return await calls.voice(call, caller, notify, play, offered)
             finally:
                 self.rtp_ports.release(sock)
 
         return await self._over_trunks(request.destination, attempt)
+
+
+def _no_trunk(skipped: list[str]) -> CallReport:
+    """No trunk may take the call now: nothing went on the wire."""
+    now = time.time()
+    return CallReport(
+        outcome=Outcome.NETWORK_ERROR,
+        caller_id=None,
+        reason="no usable trunk: " + "; ".join(skipped),
+        started_at=now,
+        ended_at=now,
+    )
 
 
 def combine_legs(legs: list[tuple[str, CallReport]]) -> CallReport:

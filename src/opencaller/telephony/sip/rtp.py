@@ -70,11 +70,31 @@ def packets(payload: bytes, payload_type: int, ssrc: int, seq: int, ts: int) -> 
     return out
 
 
+def rtp_source(sock: socket.socket) -> tuple[str, int] | None:
+    """Where the far end's RTP comes from, if any arrived on ``sock`` (read and dropped)."""
+    source = None
+    while True:
+        try:
+            data, addr = sock.recvfrom(2048)
+        except (BlockingIOError, InterruptedError):
+            return source
+        except OSError:  # e.g. ICMP port unreachable reported on the socket
+            return source
+        if len(data) >= 12 and data[0] >> 6 == 2:  # RTP version 2
+            source = (addr[0], addr[1])
+
+
 async def send_paced(
-    sock: socket.socket, dest: tuple[str, int], payload: bytes, payload_type: int
+    sock: socket.socket,
+    dest: tuple[str, int],
+    payload: bytes,
+    payload_type: int,
+    *,
+    symmetric: bool = False,
 ) -> int:
     """Send ``payload`` as RTP at real time (absolute deadlines, so no drift). Returns the
-    number of packets sent."""
+    number of packets sent. ``symmetric``: once the far end's RTP arrives, send to where it
+    comes from (RFC 4961; behind NAT the SDP's address may not reach it)."""
     pkts = packets(
         payload,
         payload_type,
@@ -87,6 +107,8 @@ async def send_paced(
         delay = start + n * PTIME_S - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        if symmetric:
+            dest = rtp_source(sock) or dest
         # A full send buffer drops a frame, like the network would.
         with contextlib.suppress(BlockingIOError, InterruptedError):
             sock.sendto(pkt, dest)
