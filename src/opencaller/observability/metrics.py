@@ -43,6 +43,14 @@ SIP_RESPONSES = Counter(
     ["sip_code"],
 )
 
+# A batch statement that fails is logged and its rows written one at a time: correct, only
+# slower; a rise here is a statement broken (a schema change, a bad value), not an outage.
+WRITE_BATCH_FAILURES = Counter(
+    "opencaller_write_batch_failures_total",
+    "Batched writes that failed and were retried one row at a time, by operation.",
+    ["operation"],
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
