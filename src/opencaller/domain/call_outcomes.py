@@ -190,6 +190,7 @@ class CallOutcomes:
                 p.future.set_result(p.ending.auth_id in written)
 
     async def _write_leased(self, batch: Sequence[_Pending]) -> set[int]:
+        batch = sorted(batch, key=lambda p: p.ending.auth_id)  # rows locked in id order
         e = [p.ending for p in batch]
         records = await self.db.pg_fetch(
             _FINISH_LEASED_MANY,
@@ -207,14 +208,32 @@ class CallOutcomes:
 
     async def _write_in_transaction(self, batch: Sequence[_Pending]) -> set[int]:
         written: set[int] = set()
+        owed: list[_Refund] = []
         async with self.db.write() as conn:
-            for p in batch:
-                if await _finish_row(conn, p.ending, p.hold):
+            # Rows in id order, then balances in account order: two writers finishing some
+            # of the same calls (an owner and a recovery) lock in one order, never in a cycle.
+            for p in sorted(batch, key=lambda p: p.ending.auth_id):
+                refund = await _finish_row(conn, p.ending, p.hold)
+                if refund is not None:
                     written.add(p.ending.auth_id)
+                    if refund.amount > 0:
+                        owed.append(refund)
+            for r in sorted(owed, key=lambda r: (r.account_id, r.auth_id)):
+                await _give_back(conn, r)
         return written
 
 
-async def _finish_row(conn: AsyncConnection, ending: Ending, hold: Hold) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Refund:
+    auth_id: int
+    account_id: int
+    amount: int  # 0: nothing owed
+    channel: str
+    now: float
+
+
+async def _finish_row(conn: AsyncConnection, ending: Ending, hold: Hold) -> _Refund | None:
+    """Write one outcome: what its call is owed, or None if the row is no longer held."""
     params = {
         "b_id": ending.auth_id,
         "b_state": hold.state,
@@ -230,20 +249,16 @@ async def _finish_row(conn: AsyncConnection, ending: Ending, hold: Hold) -> bool
     }
     row = (await conn.execute(_FINISH_ROW, params)).first()
     if row is None:
-        return False  # no longer held: someone else finished it
-    if not ending.reached and row.cost > 0 and not row.refunded:
-        await conn.execute(
-            update(authorizations).where(a.id == ending.auth_id).values(refunded=True)
-        )
-        await billing.refund(
-            conn,
-            row.account_id,
-            row.cost,
-            now=ending.finished_at,
-            authorization_id=ending.auth_id,
-            channel=row.kind,
-        )
-    return True
+        return None  # someone else finished it
+    owed = 0 if ending.reached or row.refunded else int(row.cost)
+    return _Refund(ending.auth_id, row.account_id, owed, row.kind, ending.finished_at)
+
+
+async def _give_back(conn: AsyncConnection, r: _Refund) -> None:
+    await conn.execute(update(authorizations).where(a.id == r.auth_id).values(refunded=True))
+    await billing.refund(
+        conn, r.account_id, r.amount, now=r.now, authorization_id=r.auth_id, channel=r.channel
+    )
 
 
 def _one_statement(p: _Pending) -> bool:
