@@ -1,10 +1,12 @@
 """Finish a call: write its outcome and, if it did not reach the subscriber, refund it.
 
-The one place a call's outcome is written, for the dispatcher that placed the call and for
-recovery alike (``CallOutcomes.finish``). The write happens only while the row still meets
-the condition its writer holds it by (``Hold``): a row that another dispatcher finalised
-meanwhile is left alone and reported as not written. The refund and its ledger row are in
-the outcome's transaction, so a call is refunded once or not finished at all.
+The one place a call's outcome is written, for the dispatcher that placed the call, for
+recovery and for an inbound call alike: ``CallOutcomes.finish``, or ``finish_in`` inside a
+caller's transaction; each returns whether it wrote the outcome. The write happens only while
+the row still meets the condition its writer holds it by (``Hold``): a row that another
+dispatcher finalised meanwhile is left alone and reported as not written. The refund and its
+ledger row are in the outcome's transaction, so a call is refunded once or not finished at
+all.
 
 Outcomes are written many at a time: those that arrive while one write is in flight are
 written together by the next, one commit for all of them, the way a database groups
@@ -221,6 +223,17 @@ class CallOutcomes:
             for r in sorted(owed, key=lambda r: (r.account_id, r.auth_id)):
                 await _give_back(conn, r)
         return written
+
+
+async def finish_in(conn: AsyncConnection, ending: Ending, hold: Hold) -> bool:
+    """The same write inside the caller's transaction, for an outcome that must commit with
+    other rows (an inbound call and its webhook): whether the row was still held."""
+    refund = await _finish_row(conn, ending, hold)
+    if refund is None:
+        return False
+    if refund.amount > 0:
+        await _give_back(conn, refund)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
