@@ -224,15 +224,15 @@ async def test_number_limits_in_redis_hold_across_nodes(redis_prefix: str) -> No
         await two_c.close()
 
 
-@needs_pg
 async def test_outcomes_written_together_leave_other_dispatchers_rows_alone(
     settings: Settings, clock: FakeClock
 ) -> None:
-    """Outcomes that end in one statement: a row whose lease another dispatcher holds now is
-    not overwritten, and only its own caller hears so."""
+    """Outcomes written together (one statement on PostgreSQL, one transaction on SQLite): a
+    row whose lease another dispatcher holds now is not overwritten, and only its own caller
+    hears so."""
     from sqlalchemy import select, update
 
-    from opencaller.dispatch.outcomes import OutcomeBatcher
+    from opencaller.domain.call_outcomes import CallOutcomes, Ending, Hold
     from opencaller.storage.tables import authorizations as t
 
     async with make_api(settings, clock, dispatch=False) as api:
@@ -247,21 +247,21 @@ async def test_outcomes_written_together_leave_other_dispatchers_rows_alone(
                     .where(t.c.id == uid)
                     .values(dispatch_state="dialing", lease_owner=owner, lease_until=NOW + 30)
                 )
-        batcher = OutcomeBatcher(api.rt.db, "me")
+        outcomes = CallOutcomes(api.rt.db)
 
-        def outcome(uid: int) -> dict[str, object]:
-            return {
-                "b_id": uid,
-                "b_status": 1,
-                "b_outcome": "delivered",
-                "b_caller_id": "79001234567",
-                "b_sip_code": 180,
-                "b_sip_reason": None,
-                "b_q850": None,
-                "b_now": NOW,
-            }
+        def outcome(uid: int) -> Ending:
+            return Ending(
+                auth_id=uid,
+                outcome="delivered",
+                reached=True,
+                finished_at=NOW,
+                caller_id="79001234567",
+                sip_code=180,
+                cost=30,
+            )
 
-        assert await asyncio.gather(*(batcher.write(outcome(u)) for u in ids)) == [True, False]
+        finished = (outcomes.finish(outcome(u), Hold.leased_by("me")) for u in ids)
+        assert await asyncio.gather(*finished) == [True, False]
         async with api.rt.db.read() as conn:
             rows = {
                 r.id: r

@@ -359,14 +359,8 @@ def account_topup(
             account = await acc.get_account_by_email(conn, email)
             if account is None:
                 raise typer.BadParameter(f"no account {email}")
-            return await billing.credit(
-                conn,
-                account.id,
-                to_units(amount),
-                kind="topup" if amount >= 0 else "correction",
-                now=now,
-                actor="cli",
-                reason=reason,
+            return await billing.adjust(
+                conn, account.id, to_units(amount), now=now, actor="cli", reason=reason
             )
 
     after = _run(settings, work)

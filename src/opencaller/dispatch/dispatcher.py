@@ -25,11 +25,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Integer, String, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Float, Integer, String, bindparam, select, update
 
-from ..domain import billing
 from ..domain.authorizations import INBOUND_TTL_S
+from ..domain.call_outcomes import CallOutcomes, Ending, Hold
 from ..domain.clock import Clock
 from ..observability import metrics
 from ..storage.database import Database
@@ -46,7 +45,6 @@ from ..telephony.base import (
     Provider,
     deadline_report,
 )
-from .outcomes import OutcomeBatcher
 
 log = logging.getLogger("opencaller.dispatch")
 a = authorizations.c
@@ -64,30 +62,6 @@ OUTCOME_OTHER_ERROR_ATTEMPTS = 5
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-# Built once: one of these runs for every call. A hot statement (storage/hot.py): when there
-# is nothing to refund it is the whole write, one round trip on PostgreSQL.
-_FINISH = Hot(
-    update(authorizations)
-    .where(
-        a.id == bindparam("b_id", type_=BigInteger),
-        a.dispatch_state == "dialing",
-        a.lease_owner == bindparam("b_owner", type_=String),
-    )
-    .values(
-        dispatch_state="done",
-        call_status=bindparam("b_status", type_=Integer),
-        outcome=bindparam("b_outcome", type_=String),
-        caller_id=bindparam("b_caller_id", type_=String),
-        sip_code=bindparam("b_sip_code", type_=Integer),
-        sip_reason=bindparam("b_sip_reason", type_=String),
-        q850_cause=bindparam("b_q850", type_=Integer),
-        finished_at=bindparam("b_now", type_=Float),
-        lease_until=None,
-    )
-    .returning(a.account_id, a.cost, a.refunded, a.kind)
-)
 
 
 # Claim up to :free queued rows, oldest first, skipping rows another dispatcher is claiming:
@@ -159,8 +133,8 @@ class Dispatcher:
         self._db_ok_since: float | None = None
         self._outage_logged_at = -1e18  # one warning when an outage starts, then one a minute
         self._in_outage = False
-        # PostgreSQL: outcomes with nothing to refund are written many per statement.
-        self._outcomes = None if db.sqlite else OutcomeBatcher(db, self.name)
+        # Outcomes and refunds are written there, many at a time (domain/call_outcomes.py).
+        self.outcomes = CallOutcomes(db)
 
     def wake(self) -> None:
         self._wake.set()
@@ -203,6 +177,9 @@ class Dispatcher:
             if stuck_calls:
                 # A provider that ignores cancellation must not hang the shutdown.
                 log.error("%d calls did not stop when cancelled", len(stuck_calls))
+        # An outcome write its cancelled caller left under way ends before the database closes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.outcomes.idle(), timeout=drain_s)
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -343,33 +320,9 @@ class Dispatcher:
         now: float | None = None,
     ) -> bool:
         """Record the outcome; refund a call that did not reach the subscriber."""
-        now = self.clock.now() if now is None else now
-        status = 1 if report.outcome.reached else 0
-        params = {
-            "b_id": auth_id,
-            "b_owner": owner,
-            "b_status": status,
-            "b_outcome": report.outcome.value,
-            "b_caller_id": report.caller_id,
-            "b_sip_code": report.sip_code,
-            "b_sip_reason": report.reason[:128] or None,
-            "b_q850": report.q850_cause,
-            "b_now": now,
-        }
-        if status == 1 or cost == 0:
-            if self._outcomes is not None:
-                written = await self._outcomes.write(params)
-            else:
-                written = await self.db.write_one(_FINISH, params) is not None
-            if not written:
-                return False  # someone else finalised it (lease lost)
-        else:  # the outcome and the refund are one transaction
-            async with self.db.write() as conn:
-                row = (await conn.execute(_FINISH.clause, params)).first()
-                if row is None:
-                    return False
-                if not row.refunded:
-                    await refund(conn, auth_id, row.account_id, row.cost, row.kind, now)
+        ending = _ending(auth_id, report, self.clock.now() if now is None else now, cost)
+        if not await self.outcomes.finish(ending, Hold.leased_by(owner)):
+            return False  # someone else finalised it (lease lost)
         metrics.CALLS.labels(report.outcome.value).inc()
         log.info(
             "call finished",
@@ -385,47 +338,42 @@ class Dispatcher:
         """Finalise calls whose dispatcher died, and inbound waits that expired."""
         now = self.clock.now()
         dead_before = now - self.lease_grace_s
-        async with self.db.read() as conn:
-            stale = (
-                (
-                    await conn.execute(
-                        select(a.id).where(
-                            a.dispatch_state == "dialing", a.lease_until < dead_before
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-                if self._leases_meaningful()
-                else []
-            )
-            expired = (
-                (
-                    await conn.execute(
-                        select(a.id).where(
-                            a.dispatch_state == "waiting", a.created_at < now - INBOUND_TTL_S
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        done = 0
+        stale, expired = await self._find_unfinished(now, dead_before)
         loop_now = asyncio.get_running_loop().time()
-        for auth_id in stale:
-            uid = int(auth_id)
-            if uid in self._inflight and self._renew_until.get(uid, loop_now) >= loop_now:
-                continue  # ours and alive: its outcome is on the way
-            # (a call of ours stuck past its deadline plus grace is finalised like a dead one)
-            report = CallReport(
-                outcome=Outcome.INTERRUPTED,
-                reason="the dispatcher stopped during the call; not retried",
+        interrupted = CallReport(
+            outcome=Outcome.INTERRUPTED,
+            reason="the dispatcher stopped during the call; not retried",
+        )
+        unanswered = CallReport(outcome=Outcome.NO_ANSWER, reason="no inbound call in time")
+        work = [
+            self._finish_stale(uid, interrupted, Hold.lease_expired(dead_before), now)
+            for uid in stale
+            # ours and alive: its outcome is on the way (a call of ours stuck past its
+            # deadline plus grace is finalised like a dead one)
+            if not (uid in self._inflight and self._renew_until.get(uid, loop_now) >= loop_now)
+        ]
+        work += [self._finish_stale(uid, unanswered, Hold.waiting(), now) for uid in expired]
+        # Together, so their outcomes share one write; every one ends before an error is raised.
+        results = await asyncio.gather(*work, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _find_unfinished(self, now: float, dead_before: float) -> tuple[list[int], list[int]]:
+        """Calls dialing under a lease that ran out (once leases mean something), and inbound
+        waits past their time."""
+        async with self.db.read() as conn:
+            stale: list[int] = []
+            if self._leases_meaningful():
+                dead = select(a.id).where(
+                    a.dispatch_state == "dialing", a.lease_until < dead_before
+                )
+                stale = [int(i) for i in (await conn.execute(dead)).scalars()]
+            overdue = select(a.id).where(
+                a.dispatch_state == "waiting", a.created_at < now - INBOUND_TTL_S
             )
-            done += await self._finish_stale(int(auth_id), report, now, dead_before=dead_before)
-        for auth_id in expired:
-            report = CallReport(outcome=Outcome.NO_ANSWER, reason="no inbound call in time")
-            done += await self._finish_stale(int(auth_id), report, now, state="waiting")
-        return done
+            return stale, [int(i) for i in (await conn.execute(overdue)).scalars()]
 
     def _database_answered(self, ok: bool, exc: BaseException | None = None) -> None:
         loop_now = asyncio.get_running_loop().time()
@@ -449,38 +397,9 @@ class Dispatcher:
         since = self._db_ok_since
         return since is not None and asyncio.get_running_loop().time() - since >= self.lease_s
 
-    async def _finish_stale(
-        self,
-        auth_id: int,
-        report: CallReport,
-        now: float,
-        state: str = "dialing",
-        *,
-        dead_before: float | None = None,
-    ) -> int:
-        async with self.db.write() as conn:
-            cond = [a.id == auth_id, a.dispatch_state == state]
-            if state == "dialing":
-                cond.append(a.lease_until < (now if dead_before is None else dead_before))
-            row = (
-                await conn.execute(
-                    update(authorizations)
-                    .where(*cond)
-                    .values(
-                        dispatch_state="done",
-                        call_status=0,
-                        outcome=report.outcome.value,
-                        sip_reason=report.reason,
-                        finished_at=now,
-                        lease_until=None,
-                    )
-                    .returning(a.account_id, a.cost, a.refunded, a.kind)
-                )
-            ).first()
-            if row is None:
-                return 0
-            if row.cost > 0 and not row.refunded:
-                await refund(conn, auth_id, row.account_id, row.cost, row.kind, now)
+    async def _finish_stale(self, auth_id: int, report: CallReport, hold: Hold, now: float) -> int:
+        if not await self.outcomes.finish(_ending(auth_id, report, now), hold):
+            return 0
         metrics.CALLS.labels(report.outcome.value).inc()
         log.warning(
             "call finalised by recovery",
@@ -515,18 +434,15 @@ class Dispatcher:
                     log.exception("lease renewal failed")
 
 
-async def refund(
-    conn: AsyncConnection, auth_id: int, account_id: int, cost: int, kind: str, now: float
-) -> None:
-    """Give back what a call that did not reach the subscriber cost (docs/compatibility.md)."""
-    await conn.execute(update(authorizations).where(a.id == auth_id).values(refunded=True))
-    await billing.credit(
-        conn,
-        account_id,
-        cost,
-        kind="refund",
-        now=now,
-        authorization_id=auth_id,
-        channel=kind,
-        reason=f"not reached #{auth_id}",
+def _ending(auth_id: int, report: CallReport, now: float, cost: int | None = None) -> Ending:
+    return Ending(
+        auth_id=auth_id,
+        outcome=report.outcome.value,
+        reached=report.outcome.reached,
+        finished_at=now,
+        caller_id=report.caller_id,
+        sip_code=report.sip_code,
+        sip_reason=report.reason,
+        q850_cause=report.q850_cause,
+        cost=cost,
     )

@@ -220,7 +220,10 @@ async def credit(
     authorization_id: int | None = None,
     channel: str | None = None,
 ) -> int:
-    """Add (or, for a negative correction, subtract) money; returns the new balance."""
+    """Add (or, for a negative correction, subtract) money; returns the new balance.
+
+    The one write of every credit (top-ups, corrections, refunds): the balance and its
+    ledger row, in the caller's transaction. Charges go through ``charge``."""
     result = await conn.execute(
         update(accounts)
         .where(accounts.c.id == account_id)
@@ -242,3 +245,61 @@ async def credit(
         )
     )
     return after
+
+
+# -- what the ledger says: every credit's reason is written here -----------------------------
+
+
+def refund_reason(authorization_id: int) -> str:
+    return f"not reached #{authorization_id}"
+
+
+def adjustment_kind(amount: int, *, correction: bool = False) -> str:
+    """An operator's change of a balance: money added is a top-up unless they call it a
+    correction; money taken off is always a correction."""
+    return "topup" if amount >= 0 and not correction else "correction"
+
+
+async def refund(
+    conn: AsyncConnection,
+    account_id: int,
+    amount: int,
+    *,
+    now: float,
+    authorization_id: int,
+    channel: str,
+) -> int:
+    """Give back what a call that did not reach the subscriber cost (docs/compatibility.md);
+    the caller marks the authorization refunded in the same transaction."""
+    return await credit(
+        conn,
+        account_id,
+        amount,
+        kind="refund",
+        now=now,
+        authorization_id=authorization_id,
+        channel=channel,
+        reason=refund_reason(authorization_id),
+    )
+
+
+async def adjust(
+    conn: AsyncConnection,
+    account_id: int,
+    amount: int,
+    *,
+    now: float,
+    actor: str,
+    reason: str,
+    correction: bool = False,
+) -> int:
+    """An operator's top-up or correction (dashboard, command line, set-up); the new balance."""
+    return await credit(
+        conn,
+        account_id,
+        amount,
+        kind=adjustment_kind(amount, correction=correction),
+        now=now,
+        actor=actor,
+        reason=reason,
+    )

@@ -63,11 +63,10 @@ async def ensure_demo(db: Database, *, email: str, balance_rub: float, now: floa
             phone="79000000001",
             phone_verified=True,
         )
-        await billing.credit(
+        await billing.adjust(
             conn,
             account_id,
             to_units(balance_rub),
-            kind="topup",
             now=now,
             actor="bootstrap",
             reason="demo balance",

@@ -18,6 +18,7 @@ from ..storage.tables import authorizations
 from ..telephony.base import InboundCall, Outcome
 from ..webhooks.outbox import InboundCallPayload, enqueue_inbound_call
 from .authorizations import Authorizations
+from .call_outcomes import Ending, Hold, finish_in
 from .clock import Clock
 
 log = logging.getLogger("opencaller.inbound")
@@ -69,18 +70,20 @@ class InboundVerifications:
                     extra={"caller": caller, "called": called},
                 )
                 return None
+            ending = Ending(
+                auth.id,
+                Outcome.DELIVERED.value,
+                reached=True,
+                finished_at=now,
+                caller_id=caller,
+                sip_reason="the subscriber called; declined so the call is free",
+            )
+            if not await finish_in(conn, ending, Hold.waiting()):
+                log.info("inbound call came after its wait ended", extra={"ucaller_id": auth.id})
+                return None
+            # the call itself proves the number
             await conn.execute(
-                update(authorizations)
-                .where(a.id == auth.id, a.dispatch_state == "waiting")
-                .values(
-                    dispatch_state="done",
-                    call_status=1,
-                    outcome=Outcome.DELIVERED.value,
-                    caller_id=caller,
-                    sip_reason="the subscriber called; declined so the call is free",
-                    finished_at=now,
-                    verified_at=now,  # the call itself proves the number
-                )
+                update(authorizations).where(a.id == auth.id).values(verified_at=now)
             )
             payload = InboundCallPayload(
                 call_id=str(auth.id),

@@ -35,13 +35,7 @@ async def open_account(
         is_admin=is_admin,
     )
     if balance:
-        await billing.credit(
-            conn,
-            account_id,
-            balance,
-            kind="topup",
-            now=now,
-            actor=actor,
-            reason="starting balance",
+        await billing.adjust(
+            conn, account_id, balance, now=now, actor=actor, reason="starting balance"
         )
     return account_id

@@ -99,6 +99,14 @@ def code_class(code: int | None) -> str:
     return f"{code // 100}xx" if code is not None and 100 <= code <= 699 else "none"
 
 
+# A batch statement that fails is logged and its rows written one at a time: correct, only
+# slower; a rise here is a statement broken (a schema change, a bad value), not an outage.
+WRITE_BATCH_FAILURES = Counter(
+    "opencaller_write_batch_failures_total",
+    "Batched writes that failed and were retried one row at a time, by operation.",
+    ["operation"],
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 

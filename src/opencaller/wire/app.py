@@ -20,10 +20,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from ..domain.outages import describe, is_unavailable
 from ..errors import Code, UcallerError
 from ..observability import metrics, probes
 from ..runtime import Runtime
-from ..storage.outage import describe, is_unavailable
 from .auth import credentials
 from .methods import METHODS
 from .openapi import openapi_routes

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import select
-
-from ..domain import billing
-from ..domain.accounts import get_account
+from ..domain import account_info
 from ..domain.authentication import Caller
+from ..domain.lookups import bill_lookup
 from ..domain.money import to_rub
 from ..domain.phones import parse_code
 from ..domain.verification import verify_code as check_code
@@ -17,7 +15,6 @@ from ..errors import Code, UcallerError
 from ..numbering import InvalidPhoneNumber, InvalidReason
 from ..phone_text import e164
 from ..runtime import Runtime
-from ..storage.tables import account_logs, tariffs
 from ..telephony.base import CallKind
 from . import views
 from .params import Args
@@ -95,16 +92,8 @@ async def get_info(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
 
 
 async def get_balance(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
-    async with rt.db.read() as conn:
-        account = await get_account(conn, caller.account.id)
-        assert account is not None
-        tariff = (
-            await conn.execute(
-                select(tariffs.c.code, tariffs.c.name).where(tariffs.c.id == account.tariff_id)
-            )
-        ).first()
-    code, name = (tariff.code, tariff.name) if tariff else ("", "")
-    return views.get_balance(account, code, name)
+    b = await account_info.balance(rt.db, caller.account.id)
+    return views.get_balance(b.account, b.tariff_code, b.tariff_name)
 
 
 async def get_service(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
@@ -112,20 +101,10 @@ async def get_service(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]
 
 
 async def get_account_(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
-    async with rt.db.read() as conn:
-        account = await get_account(conn, caller.account.id)
-        assert account is not None
-        rows = (
-            await conn.execute(
-                select(account_logs)
-                .where(account_logs.c.account_id == account.id)
-                .order_by(account_logs.c.id.desc())
-                .limit(50)
-            )
-        ).all()
+    account, entries = await account_info.with_log(rt.db, caller.account.id)
     logs = [
-        {"action": r.action, "user_agent": r.user_agent, "ip": r.ip, "created": int(r.created_at)}
-        for r in rows
+        {"action": e.action, "user_agent": e.user_agent, "ip": e.ip, "created": int(e.created_at)}
+        for e in entries
     ]
     return views.get_account(account, logs)
 
@@ -138,25 +117,21 @@ async def check_phone(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]
         if exc.reason is InvalidReason.EMPTY:
             raise UcallerError(Code.BAD_PARAMETER, "Parameter 'phone' is required") from exc
         raise UcallerError(Code.BAD_PHONE) from exc
-    free = caller.service.test_mode or rt.policy.is_test(info.e164)
-    now = rt.clock.now()
-    async with rt.db.write() as conn:
-        price = 0
-        if not free:
-            price = await billing.price_of(
-                conn, caller.account.tariff_id, "lookup", info.country_iso
-            )
-        if price > 0:
-            after = await billing.charge(conn, caller.account.id, price, now=now, channel="lookup")
-            if after is None:
-                raise UcallerError(Code.LOW_BALANCE)
-        else:
-            after = await billing.balance_of(conn, caller.account.id)
+    bill = await bill_lookup(
+        rt.db,
+        caller.account.id,
+        caller.account.tariff_id,
+        info.country_iso,
+        free=caller.service.test_mode or rt.policy.is_test(info.e164),
+        now=rt.clock.now(),
+    )
+    if bill is None:
+        raise UcallerError(Code.LOW_BALANCE)
     return {
         "status": True,
         **info.check_phone_fields(),
-        "cost": to_rub(price),
-        "balance": to_rub(after),
+        "cost": to_rub(bill.price),
+        "balance": to_rub(bill.balance),
     }
 
 
