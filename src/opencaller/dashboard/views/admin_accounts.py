@@ -157,10 +157,17 @@ async def credit(ctx: Ctx) -> Response:
         errors.append("A reason is required; it is kept in the ledger.")
     if errors or amount is None:
         return await account_page(ctx, errors, 400)
-    kind = "topup" if amount > 0 and ctx.field("kind") != "correction" else "correction"
+    correction = ctx.field("kind") == "correction"
+    kind = billing.adjustment_kind(amount, correction=correction)
     async with ctx.rt.db.write() as conn:
-        await billing.credit(
-            conn, account.id, amount, kind=kind, now=ctx.now(), actor=ctx.me.email, reason=reason
+        await billing.adjust(
+            conn,
+            account.id,
+            amount,
+            now=ctx.now(),
+            actor=ctx.me.email,
+            reason=reason,
+            correction=correction,
         )
     await ctx.log(f"balance {kind} {fmt.rub_plain(amount)}: {account.email} ({reason})")
     ctx.flash("Balance changed.")
