@@ -21,7 +21,7 @@ from opencaller.telephony.sip.auth import authorization, parse_challenge
 from opencaller.telephony.sip.config import NumberFormat, TrunkConfig
 from opencaller.telephony.sip.outcomes import outcome_for, q850_cause
 from opencaller.telephony.sip.transaction import ClientTransaction
-from opencaller.telephony.sip.transport import Addr, Transport
+from opencaller.telephony.sip.transport import Addr, Transport, proto_of
 
 log = logging.getLogger("opencaller.sip")
 
@@ -40,6 +40,13 @@ class Endpoint:
     t1: float
     t2: float
     user_agent: str
+    tls_port: int | None = None  # our TLS listener (Via/Contact of TLS calls); None: none
+
+    def port_for(self, proto: str) -> int:
+        """The port our Via and Contact name for ``proto`` (TCP listens on the UDP port)."""
+        if proto == "tls" and self.tls_port is not None:
+            return self.tls_port
+        return self.local_port
 
 
 def number_uri(number: str, fmt: NumberFormat, domain: str, *, allow_tel: bool = True) -> str:
@@ -66,7 +73,13 @@ class OutboundCall:
         self.from_tag = m.new_tag()
         callee_user = ("+" if trunk.callee.plus else "") + callee
         phone = ";user=phone" if trunk.callee.user_phone else ""
-        self.ruri = f"sip:{callee_user}@{trunk.host}:{trunk.port}{phone}"
+        self.proto = proto_of(dest)
+        # A stream transport is named in the URIs (RFC 3261 §19.1.1; TLS with sip: and
+        # ;transport=tls rather than sips:, which would ask every hop to the phone for TLS).
+        tparam = "" if self.proto == "udp" else f";transport={self.proto}"
+        # With SRV the port belongs to the target DNS chose, not to the domain in the URI.
+        hostport = trunk.host if trunk.srv else f"{trunk.host}:{trunk.port}"
+        self.ruri = f"sip:{callee_user}@{hostport}{phone}{tparam}"
         self.to_hdr = f"<sip:{callee_user}@{trunk.host}{phone}>"
         # tel_uri applies to the asserted identity only: From stays a sip: URI, which every
         # trunk takes (some refuse a tel: From).
@@ -76,7 +89,7 @@ class OutboundCall:
         self.identity: list[tuple[str, str]] = [("P-Asserted-Identity", f"<{cid}>")]
         if trunk.remote_party_id:
             self.identity.append(("Remote-Party-ID", f"<{cid}>;party=calling;screen=yes"))
-        self.contact = f"<sip:{caller}@{ep.local_ip}:{ep.local_port}>"
+        self.contact = f"<sip:{caller}@{ep.local_ip}:{ep.port_for(self.proto)}{tparam}>"
         self.sdp = sdp
         # Our SDP answer to an offer that comes in a 2xx when the INVITE had none (RFC 3264
         # §4, "late offer"); it goes in the ACK.
@@ -102,7 +115,11 @@ class OutboundCall:
     # --- sending ----------------------------------------------------------------------------
 
     def _via(self, branch: str) -> str:
-        return f"SIP/2.0/UDP {self.ep.local_ip}:{self.ep.local_port};branch={branch};rport"
+        sent_by = f"{self.ep.local_ip}:{self.ep.port_for(self.proto)}"
+        if self.proto == "udp":
+            return f"SIP/2.0/UDP {sent_by};branch={branch};rport"
+        # alias (RFC 5923): the far end may send its requests back over our connection.
+        return f"SIP/2.0/{self.proto.upper()} {sent_by};branch={branch};rport;alias"
 
     def _tx(self, req: Request, branch: str) -> ClientTransaction:
         tx = ClientTransaction(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 
@@ -58,6 +59,35 @@ class TrunkConfig(_Model):
     # INVITE without one). Off: flash INVITEs go without SDP, and an offer in the 2xx is
     # answered in the ACK. Voice calls always offer.
     offer_sdp: bool = True
+    # How to reach the trunk (docs/telephony.md, "Transports"). TCP and TLS keep one
+    # connection per resolved target and reopen it when lost.
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    # RFC 3263: a host name with no port given is looked up as NAPTR, then SRV
+    # (_sip._udp, _sip._tcp, _sips._tcp), then A; with a port (or an IP) as A only. Set
+    # when the table is read: true exactly when ``port`` was left out and ``host`` is a name.
+    srv: bool = False
+    # TLS: the server's certificate is verified against the system CAs (or ``tls_ca_file``)
+    # and the name ``tls_server_name`` (default: ``host``), which is also sent as SNI.
+    tls_verify: bool = True
+    tls_ca_file: str | None = None
+    tls_server_name: str | None = None
+    tls_cert_file: str | None = None  # client certificate, for trunks that ask for one
+    tls_key_file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "port" not in data:
+            data = dict(data)
+            data["port"] = 5061 if data.get("transport") == "tls" else 5060
+            data.setdefault("srv", not _is_ip(str(data.get("host", ""))))
+        return data
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> TrunkConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(f"trunk {self.name}: set both tls_cert_file and tls_key_file")
+        return self
 
     @field_validator("prefixes")
     @classmethod
@@ -67,6 +97,14 @@ class TrunkConfig(_Model):
     @property
     def domain(self) -> str:
         return self.from_domain or self.host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 class CallerIdPool(_Model):
@@ -128,6 +166,17 @@ class SipConfig(_Model):
     # this long at most, to CANCEL a late 18x or ACK + BYE a late 2xx; default 2 x 64 x T1
     # (Timer B for the answer, then one more transaction to end the call).
     abandoned_leg_max_s: float | None = Field(default=None, gt=0)
+    # DNS servers for trunk host names, "ip" or "ip:port" (empty: the system's resolv.conf).
+    dns_nameservers: list[str] = Field(default_factory=list)
+    dns_timeout_s: float = Field(default=3.0, gt=0)
+    # Opening a TCP/TLS connection to a trunk takes at most this long; then the call fails
+    # over to the next target or trunk.
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    # Streams we accept (the far end sends in-dialog requests to our Contact): TCP on
+    # ``port`` whenever a trunk uses TCP; TLS on ``tls_port`` when a certificate is set.
+    tls_port: int = 5061
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
 
     @field_validator("voice_caller_id")
     @classmethod
@@ -146,6 +195,8 @@ class SipConfig(_Model):
             raise ValueError("trunk names must be unique")
         if self.rtp_port_min > self.rtp_port_max:
             raise ValueError("rtp_port_min > rtp_port_max")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file")
         return self
 
 

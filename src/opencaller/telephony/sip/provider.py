@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
+import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -29,8 +29,11 @@ from opencaller.telephony.sip.legs import AbandonedLegs
 from opencaller.telephony.sip.limits import TrunkLimits
 from opencaller.telephony.sip.outcomes import is_trunk_failure
 from opencaller.telephony.sip.pool import CallerIdChooser
+from opencaller.telephony.sip.resolver import MAX_TARGETS, ResolveError, Resolver
 from opencaller.telephony.sip.rtp import MediaSink, PortPool, send_paced
 from opencaller.telephony.sip.sdp import answer_offer, offer
+from opencaller.telephony.sip.streams import Target
+from opencaller.telephony.sip.tls import client_context, server_context, server_name
 from opencaller.telephony.sip.transport import Addr, Transport
 
 log = logging.getLogger("opencaller.sip")
@@ -64,6 +67,10 @@ class SipProvider:
         )
         self.espeak_timeout_s = espeak_timeout_s
         self.transport = Transport(self._on_request)
+        self.transport.streams.connect_timeout_s = config.connect_timeout_s
+        self.resolver = Resolver(config.dns_nameservers, config.dns_timeout_s)
+        self._tls: dict[str, ssl.SSLContext] = {}
+        self._targets_known: dict[str, int] = {}  # trunk -> how many addresses DNS gave
         self.limits = {t.name: TrunkLimits(t.cps, t.max_in_flight) for t in config.trunks}
         self.rtp_ports = PortPool(config.rtp_port_min, config.rtp_port_max)
         self._addrs: dict[str, Addr] = {}
@@ -82,14 +89,15 @@ class SipProvider:
         c = self.config
         loop = asyncio.get_running_loop()
         for t in c.trunks:
-            infos = await loop.getaddrinfo(
-                t.host, t.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
-            )
-            if not infos:
-                raise ProviderError(f"trunk {t.name}: cannot resolve {t.host}")
-            ip, port = infos[0][4][:2]
-            self._addrs[t.name] = (str(ip), int(port))
+            if t.transport == "tls":
+                self._tls[t.name] = client_context(t)
+            try:
+                targets = await self._targets(t)
+            except ResolveError as e:
+                raise ProviderError(f"trunk {t.name}: cannot resolve {t.host}: {e}") from e
+            self._addrs[t.name] = targets[0]
         await self.transport.start(c.bind_ip, c.port, c.socket_buffer)
+        tls_port = await self._listen()
         # One RTP port for the offers of all flash calls (they never send media).
         sock = self.rtp_ports.bind(c.rtp_ip or c.bind_ip)
         self._flash_port = sock.getsockname()[1]
@@ -102,6 +110,7 @@ class SipProvider:
             t1=c.t1_s,
             t2=c.t2_s,
             user_agent=c.user_agent,
+            tls_port=tls_port,
         )
         self._inbound = InboundServer(
             self.transport,
@@ -112,6 +121,48 @@ class SipProvider:
             handler=lambda: self._handler,
         )
         self._warm = asyncio.create_task(self._warm_prompts())
+
+    async def _listen(self) -> int | None:
+        """Accept TCP (on our UDP port number) when a trunk uses TCP, and TLS when we have a
+        certificate; returns the TLS port, if any."""
+        c = self.config
+        if any(t.transport == "tcp" for t in c.trunks):
+            await self.transport.streams.listen("tcp", c.bind_ip, self.transport.local[1], None)
+        server_tls = server_context(c)
+        if server_tls is None:
+            return None
+        return await self.transport.streams.listen("tls", c.bind_ip, c.tls_port, server_tls)
+
+    async def _targets(self, trunk: TrunkConfig) -> list[Addr]:
+        """Where to send the trunk's calls, in order (RFC 3263), as transport-aware targets."""
+        found = await self.resolver.targets(trunk)
+        self._targets_known[trunk.name] = len(found)
+        tls = self._tls.get(trunk.name)
+        name = server_name(trunk) if tls is not None else None
+        return [Target(ip, port, trunk.transport, name, tls) for ip, port in found]
+
+    async def _on_targets(
+        self, trunk: TrunkConfig, attempt: Callable[[TrunkConfig, Addr], Awaitable[CallReport]]
+    ) -> CallReport:
+        """One attempt on ``trunk``: its resolved addresses in turn while they do not answer
+        (no response, a refused connection, 5xx), as RFC 3263 §4.3 asks."""
+        try:
+            targets = await self._targets(trunk)
+        except ResolveError as e:
+            return CallReport(
+                outcome=Outcome.NETWORK_ERROR,
+                reason=f"cannot resolve {trunk.host}: {e}",
+                started_at=time.time(),
+                ended_at=time.time(),
+            )
+        for i, target in enumerate(targets):
+            rep = await attempt(trunk, target)
+            more = i < len(targets) - 1
+            if more and rep.outcome == Outcome.NETWORK_ERROR and is_trunk_failure(rep.sip_code):
+                log.warning("trunk %s at %s:%d: %s; next address", trunk.name, *target, rep.reason)
+                continue
+            return rep
+        raise AssertionError("a trunk has at least one target")
 
     async def _warm_prompts(self) -> None:
         for language in PHRASES:
@@ -218,7 +269,9 @@ class SipProvider:
     def _kind_s(self, destination: str, kind: CallKind, code: str) -> float:
         total = 0.0
         for trunk in self.routes(destination):
-            total += self._attempt_s(trunk, kind, code)
+            # Each of its addresses may be tried in turn (a silent one takes a full attempt).
+            tries = min(self._targets_known.get(trunk.name, 1), MAX_TARGETS)
+            total += tries * self._attempt_s(trunk, kind, code)
             if not trunk.failover:
                 break  # the next trunk is never tried
         return total
@@ -270,7 +323,7 @@ class SipProvider:
             limits = self.limits[trunk.name]
             async with limits.in_flight:
                 await limits.rate.acquire()
-                rep = await attempt(trunk, self._addrs[trunk.name])
+                rep = await self._on_targets(trunk, attempt)
             legs.append((trunk.name, rep))
             last = i == len(trunks) - 1
             if (
