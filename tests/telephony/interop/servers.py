@@ -294,35 +294,43 @@ class Baresip:
         conf.mkdir(parents=True, exist_ok=True)
         self.rec_dir = self.workdir / "rec"
         self.rec_dir.mkdir(exist_ok=True)
-        rtp = free_port() // 2 * 2
         mic = self.workdir / "mic.wav"  # silence; at its end the phone hangs up
         with wave.open(str(mic), "wb") as w:
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(8000)
             w.writeframes(b"\0\0" * 8000 * 60)
-        (conf / "config").write_text(
-            BARESIP_CONFIG.format(
-                sip_port=free_port(),
-                ctrl_port=free_port(),
-                rec_dir=self.rec_dir,
-                rtp_min=rtp,
-                rtp_max=rtp + 40,
-                mic=mic,
-            )
-        )
         (conf / "accounts").write_text("\n".join(self.accounts) + "\n")
         (conf / "contacts").write_text("")
-        self.log = (self.workdir / "baresip.log").open("wb")
-        self.proc = subprocess.Popen(
-            [BARESIP, "-f", str(conf), "-v", "-s"],
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.wait_for(r"200 OK", count=registered, what="registration")
-        return self
+        for attempt in range(3):
+            # baresip also binds TLS on its SIP port + 1; another process may hold it.
+            rtp = free_port() // 2 * 2
+            (conf / "config").write_text(
+                BARESIP_CONFIG.format(
+                    sip_port=free_port(),
+                    ctrl_port=free_port(),
+                    rec_dir=self.rec_dir,
+                    rtp_min=rtp,
+                    rtp_max=rtp + 40,
+                    mic=mic,
+                )
+            )
+            self.log = (self.workdir / "baresip.log").open("wb")
+            self.proc = subprocess.Popen(
+                [BARESIP, "-f", str(conf), "-v", "-s"],
+                stdin=subprocess.DEVNULL,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                self.wait_for(r"\{0/UDP/v4\} 200 OK", count=registered, what="registration")
+                return self
+            except AssertionError:
+                self.stop()
+                if attempt == 2 or "Address already in use" not in self.log_text():
+                    raise
+        raise AssertionError("unreachable")
 
     def log_text(self) -> str:
         return (self.workdir / "baresip.log").read_text(errors="replace")

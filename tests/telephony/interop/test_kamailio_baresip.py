@@ -24,6 +24,7 @@ from opencaller.domain.clock import Clock
 from opencaller.telephony.audio import build_prompt, ulaw2lin
 
 from ...support import Api, make_api
+from ..dnsmasq import DNSMASQ, Dnsmasq
 from .servers import (
     BARESIP,
     DOMAIN,
@@ -33,6 +34,7 @@ from .servers import (
     CertAuthority,
     Issued,
     Kamailio,
+    free_port,
     kamailio_modules,
 )
 
@@ -50,6 +52,7 @@ pytestmark = [
 
 RINGS = "79161234567"  # the phone that only rings (flash calls)
 ANSWERS = "79161234568"  # the phone that answers at once (voice calls)
+ALSO_RINGS = "79161234569"  # a second ringing line (the same number twice is refused)
 TRUNK_USER, TRUNK_PASSWORD = "opencaller", "trunk-secret"
 
 
@@ -85,7 +88,12 @@ class Sbc:
 def sbc(tmp_path: Path) -> Iterator[Sbc]:
     ca = CertAuthority(tmp_path / "ca")
     cert: Issued = ca.issue(tmp_path / "sbc-cert", SBC_NAME)
-    users = {RINGS: "phone-secret", ANSWERS: "phone-secret", TRUNK_USER: TRUNK_PASSWORD}
+    users = {
+        RINGS: "phone-secret",
+        ANSWERS: "phone-secret",
+        ALSO_RINGS: "phone-secret",
+        TRUNK_USER: TRUNK_PASSWORD,
+    }
     kamailio = Kamailio(tmp_path / "kamailio", users, cert)
     phone: Baresip | None = None
     try:
@@ -95,11 +103,12 @@ def sbc(tmp_path: Path) -> Iterator[Sbc]:
             tmp_path / "phone",
             [
                 f"<sip:{RINGS}@{DOMAIN}>;auth_pass=phone-secret;{outbound};regint=600",
+                f"<sip:{ALSO_RINGS}@{DOMAIN}>;auth_pass=phone-secret;{outbound};regint=600",
                 f"<sip:{ANSWERS}@{DOMAIN}>;auth_pass=phone-secret;{outbound};regint=600;"
                 "answermode=auto",
             ],
         )
-        phone.start(registered=2)
+        phone.start(registered=3)
         yield Sbc(kamailio, phone, ca, tmp_path)
     finally:
         if phone is not None:
@@ -108,7 +117,7 @@ def sbc(tmp_path: Path) -> Iterator[Sbc]:
 
 
 @asynccontextmanager
-async def api_with(settings: Settings, trunk: dict[str, Any]) -> AsyncIterator[Api]:
+async def api_with(settings: Settings, trunk: dict[str, Any], **extra: Any) -> AsyncIterator[Api]:
     sip = {
         "bind_ip": "127.0.0.1",
         "local_ip": "127.0.0.1",
@@ -117,6 +126,7 @@ async def api_with(settings: Settings, trunk: dict[str, Any]) -> AsyncIterator[A
         "rtp_port_max": 44999,
         "trunks": [trunk],
         "caller_ids": {"prefixes": ["7900555"]},
+        **extra,
     }
     s = settings.model_copy(update={"provider": "sip", "sip": sip})
     async with make_api(s, Clock()) as api:
@@ -206,3 +216,38 @@ async def test_tls_refuses_a_certificate_it_cannot_trust(
     assert (info["call_status"], info["call_outcome"]) == (0, "network_error"), info
     assert "INVITE" not in sbc.kamailio.log_text()
     assert incoming_callers(sbc.phone) == []
+
+
+@pytest.mark.skipif(shutil.which(DNSMASQ) is None, reason="dnsmasq is not installed")
+async def test_tcp_trunk_found_by_srv_skips_a_dead_target_and_reuses_its_connection(
+    sbc: Sbc, settings: Settings
+) -> None:
+    """SRV names two targets: the first refuses connections, the second is the SBC. Both
+    calls reach the phone, and the SBC sees them come over one TCP connection."""
+    dead = free_port()  # nothing listens there: the connection is refused
+    dns = Dnsmasq(
+        sbc.tmp / "dns",
+        [
+            f"srv-host=_sip._tcp.sbc.test,dead.sbc.test,{dead},10,10",
+            f"srv-host=_sip._tcp.sbc.test,live.sbc.test,{sbc.kamailio.tcp_port},20,10",
+            "host-record=dead.sbc.test,127.0.0.1",
+            "host-record=live.sbc.test,127.0.0.1",
+        ],
+    ).start()
+    trunk = sbc.trunk("tcp", host="sbc.test")
+    del trunk["port"]  # no port: RFC 3263 asks DNS for NAPTR and SRV
+    try:
+        async with api_with(settings, trunk, dns_nameservers=[dns.nameserver]) as api:
+            infos = []
+            for phone, code in ((RINGS, "4719"), (ALSO_RINGS, "0038")):
+                body = await api.get("initCall", phone=phone, code=code)
+                assert "ucaller_id" in body, body
+                infos.append(await api.wait_final(body["ucaller_id"], within_s=30))
+    finally:
+        dns.stop()
+    assert [(i["call_status"], i["call_outcome"]) for i in infos] == [(1, "delivered")] * 2
+    sbc.phone.wait_for(r"session closed", count=2, what="the end of both calls")
+    assert incoming_callers(sbc.phone) == ["79005554719", "79005550038"]
+    sources = re.findall(r"REQ INVITE \S+ from \S+ via tcp (\S+)", sbc.kamailio.log_text())
+    assert len(sources) == 4  # each call: the INVITE, then again with the digest answer
+    assert len(set(sources)) == 1  # all from one connection (one source port)

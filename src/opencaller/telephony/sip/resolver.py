@@ -67,7 +67,7 @@ def srv_order(records: Sequence[Srv], rng: random.Random | None = None) -> list[
         group = sorted((r for r in records if r.priority == priority), key=lambda r: r.weight)
         while group:
             total = sum(r.weight for r in group)
-            chosen = 0
+            chosen = pick.randrange(len(group))  # all weights zero: any order
             if total > 0:
                 point = pick.uniform(0, total)
                 running = 0
@@ -105,20 +105,21 @@ class Resolver:
             self._dns.nameservers = [_nameserver(n) for n in nameservers]
         self._dns.lifetime = timeout_s
         self._cache: dict[tuple[str, str], tuple[float, list[Any]]] = {}
-        self._last_good: dict[str, list[Addr]] = {}
+        self._last_good: dict[tuple[str, str, int, str], list[Addr]] = {}
         self.queries = 0  # DNS questions actually sent (the cache saves the rest)
 
     async def targets(self, trunk: TrunkConfig) -> list[Addr]:
         """The trunk's addresses in the order to try them. Raises ResolveError."""
+        key = (trunk.name, trunk.host, trunk.port, trunk.transport)
         try:
             found = await self._targets(trunk)
         except ResolveError:
-            stale = self._last_good.get(trunk.name)
+            stale = self._last_good.get(key)
             if stale is None:
                 raise
             log.warning("trunk %s: DNS failed, using the last addresses known", trunk.name)
             return stale
-        self._last_good[trunk.name] = found
+        self._last_good[key] = found
         return found
 
     async def _targets(self, trunk: TrunkConfig) -> list[Addr]:
@@ -143,7 +144,14 @@ class Resolver:
         return _unique(out)[:MAX_TARGETS]
 
     async def _srv(self, host: str, proto: str) -> list[Srv]:
-        names = naptr_order(await self._query(host, "NAPTR"), proto)
+        try:
+            naptr = await self._query(host, "NAPTR")
+        except ResolveError as e:
+            # NAPTR is optional (§4.1): a server that cannot answer it is asked for SRV.
+            log.warning("%s; trying SRV", e)
+            self._cache[(host.lower(), "NAPTR")] = (time.monotonic() + NEGATIVE_TTL_S, [])
+            naptr = []
+        names = naptr_order(naptr, proto)
         for name in names or [SRV_PREFIX[proto] + host]:
             rrs = await self._query(name, "SRV")
             records = [
@@ -190,12 +198,10 @@ class Resolver:
             self._cache[key] = (now + NEGATIVE_TTL_S, [])
             return []
         except (dns.exception.Timeout, dns.resolver.NoNameservers) as e:
-            if rdtype in ("NAPTR", "SRV") and hit is None:
-                # No answer is not "no records"; but the A lookup below may still work.
-                log.warning("DNS %s %s: %s", rdtype, name, e)
-                return []
+            # No answer is not "no records": serve what we knew, else let the caller fall
+            # back on the trunk's last good addresses.
             if hit is not None:
-                return hit[1]  # serve stale rather than nothing
+                return hit[1]
             raise ResolveError(f"DNS {rdtype} {name}: {e}") from e
         records = list(answer)
         ttl = max(MIN_TTL_S, float(answer.rrset.ttl if answer.rrset is not None else 0))
