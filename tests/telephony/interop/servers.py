@@ -268,6 +268,7 @@ module			g711.so
 module			aubridge.so
 module			aufile.so
 module			sndfile.so
+module			srtp.so
 module_app		account.so
 module_app		menu.so
 module_app		ctrl_tcp.so

@@ -53,6 +53,7 @@ pytestmark = [
 RINGS = "79161234567"  # the phone that only rings (flash calls)
 ANSWERS = "79161234568"  # the phone that answers at once (voice calls)
 ALSO_RINGS = "79161234569"  # a second ringing line (the same number twice is refused)
+SECURE = "79161234560"  # answers at once, and only with SRTP (SDES)
 TRUNK_USER, TRUNK_PASSWORD = "opencaller", "trunk-secret"
 
 
@@ -92,6 +93,7 @@ def sbc(tmp_path: Path) -> Iterator[Sbc]:
         RINGS: "phone-secret",
         ANSWERS: "phone-secret",
         ALSO_RINGS: "phone-secret",
+        SECURE: "phone-secret",
         TRUNK_USER: TRUNK_PASSWORD,
     }
     kamailio = Kamailio(tmp_path / "kamailio", users, cert)
@@ -104,11 +106,13 @@ def sbc(tmp_path: Path) -> Iterator[Sbc]:
             [
                 f"<sip:{RINGS}@{DOMAIN}>;auth_pass=phone-secret;{outbound};regint=600",
                 f"<sip:{ALSO_RINGS}@{DOMAIN}>;auth_pass=phone-secret;{outbound};regint=600",
+                f"<sip:{SECURE}@{DOMAIN}>;auth_pass=phone-secret;{outbound};regint=600;"
+                "answermode=auto;mediaenc=srtp-mand",
                 f"<sip:{ANSWERS}@{DOMAIN}>;auth_pass=phone-secret;{outbound};regint=600;"
                 "answermode=auto",
             ],
         )
-        phone.start(registered=3)
+        phone.start(registered=4)
         yield Sbc(kamailio, phone, ca, tmp_path)
     finally:
         if phone is not None:
@@ -169,12 +173,16 @@ async def test_flash_call_rings_the_phone_from_a_number_ending_in_the_code(
     assert len(relayed) == 1 and "+79005554719" in relayed[0]
 
 
-@pytest.mark.parametrize("transport", ["udp", "tls"])
+@pytest.mark.parametrize(
+    ("transport", "srtp", "phone"),
+    [("udp", "off", ANSWERS), ("tls", "off", ANSWERS), ("tls", "sdes", SECURE)],
+)
 async def test_voice_call_is_answered_and_the_phone_hears_the_prompt(
-    sbc: Sbc, settings: Settings, transport: str
+    sbc: Sbc, settings: Settings, transport: str, srtp: str, phone: str
 ) -> None:
-    async with api_with(settings, sbc.trunk(transport)) as api:
-        body = await api.post_json("initCall", {"phone": ANSWERS, "code": "4719", "voice": True})
+    """With ``srtp``, the phone accepts only SRTP: hearing the prompt means it decrypted it."""
+    async with api_with(settings, sbc.trunk(transport, srtp=srtp)) as api:
+        body = await api.post_json("initCall", {"phone": phone, "code": "4719", "voice": True})
         info = await api.wait_final(body["ucaller_id"], within_s=60)
     assert (info["call_status"], info["call_outcome"], info["sip_code"]) == (1, "answered", 200)
     sbc.phone.wait_for(r"session closed", what="our BYE")
@@ -214,6 +222,7 @@ async def test_tls_refuses_a_certificate_it_cannot_trust(
         body = await api.get("initCall", phone=RINGS, code="4719")
         info = await api.wait_final(body["ucaller_id"], within_s=30)
     assert (info["call_status"], info["call_outcome"]) == (0, "network_error"), info
+    assert "certificate verify failed" in info["sip_reason"], info
     assert "INVITE" not in sbc.kamailio.log_text()
     assert incoming_callers(sbc.phone) == []
 

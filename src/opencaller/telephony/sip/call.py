@@ -20,6 +20,7 @@ from opencaller.telephony.sip import messages as m
 from opencaller.telephony.sip.auth import authorization, parse_challenge
 from opencaller.telephony.sip.config import NumberFormat, TrunkConfig
 from opencaller.telephony.sip.outcomes import outcome_for, q850_cause
+from opencaller.telephony.sip.srtp import SdesKey
 from opencaller.telephony.sip.transaction import ClientTransaction
 from opencaller.telephony.sip.transport import Addr, Transport, proto_of
 
@@ -94,6 +95,7 @@ class OutboundCall:
         # Our SDP answer to an offer that comes in a 2xx when the INVITE had none (RFC 3264
         # §4, "late offer"); it goes in the ACK.
         self.late_answer = late_answer
+        self.sdes: SdesKey | None = None  # our SRTP key when the offer is RTP/SAVP
         self.acked_body = b""
         # Set by whoever keeps an INVITE we gave up on alive in the background (failover);
         # while ``kept``, that keeper closes the call, not the procedure that gave up.
@@ -427,6 +429,11 @@ def _no_response(call: OutboundCall, caller: str, p: _Progress) -> CallReport:
             call.on_leave(call)
         elif call.invite_tx is not None:
             call.invite_tx.abandon()
+    tx = call.invite_tx
+    if tx is not None and tx.error is not None:  # TCP/TLS: no connection (refused, bad cert)
+        return _report(
+            Outcome.NETWORK_ERROR, caller, p, None, f"cannot reach the trunk: {tx.error}"
+        )
     return _report(Outcome.NETWORK_ERROR, caller, p, None, "no response from the trunk")
 
 
@@ -541,6 +548,9 @@ async def voice(
             call.ack_2xx(resp)
             await notify("answered", resp.code)
             media = parse_answer(resp.body, offered)
+            if media is not None and call.sdes and not call.sdes.accepted_by(list(media.crypto)):
+                await call.bye()
+                return _report(Outcome.REJECTED, caller, p, 488, "the answer did not take SRTP")
             if media is None:
                 await call.bye()
                 return _report(Outcome.REJECTED, caller, p, 488, "no usable audio in the answer")

@@ -73,6 +73,10 @@ class TrunkConfig(_Model):
     tls_server_name: str | None = None
     tls_cert_file: str | None = None  # client certificate, for trunks that ask for one
     tls_key_file: str | None = None
+    # "sdes": media is SRTP (RTP/SAVP, AES_CM_128_HMAC_SHA1_80, the key in a=crypto; use
+    # with transport = "tls", as SDES keys are only as secret as the signalling). A voice
+    # call whose answer does not take SRTP is ended with BYE (outcome rejected, 488).
+    srtp: Literal["off", "sdes"] = "off"
 
     @model_validator(mode="before")
     @classmethod

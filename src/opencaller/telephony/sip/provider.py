@@ -32,6 +32,7 @@ from opencaller.telephony.sip.pool import CallerIdChooser
 from opencaller.telephony.sip.resolver import MAX_TARGETS, ResolveError, Resolver
 from opencaller.telephony.sip.rtp import MediaSink, PortPool, send_paced
 from opencaller.telephony.sip.sdp import answer_offer, offer
+from opencaller.telephony.sip.srtp import SdesKey
 from opencaller.telephony.sip.streams import Target
 from opencaller.telephony.sip.tls import client_context, server_context, server_name
 from opencaller.telephony.sip.transport import Addr, Transport
@@ -96,8 +97,11 @@ class SipProvider:
             except ResolveError as e:
                 raise ProviderError(f"trunk {t.name}: cannot resolve {t.host}: {e}") from e
             self._addrs[t.name] = targets[0]
-        await self.transport.start(c.bind_ip, c.port, c.socket_buffer)
-        tls_port = await self._listen()
+        await self._bind()
+        server_tls = server_context(c)
+        tls_port = None
+        if server_tls is not None:
+            tls_port = await self.transport.streams.listen("tls", c.bind_ip, c.tls_port, server_tls)
         # One RTP port for the offers of all flash calls (they never send media).
         sock = self.rtp_ports.bind(c.rtp_ip or c.bind_ip)
         self._flash_port = sock.getsockname()[1]
@@ -122,16 +126,23 @@ class SipProvider:
         )
         self._warm = asyncio.create_task(self._warm_prompts())
 
-    async def _listen(self) -> int | None:
-        """Accept TCP (on our UDP port number) when a trunk uses TCP, and TLS when we have a
-        certificate; returns the TLS port, if any."""
+    async def _bind(self) -> None:
+        """The UDP socket, and a TCP listener on the same port number when a trunk uses TCP
+        (our Contact names one port for both). With ``port = 0`` the number is chosen by the
+        system for UDP and may be taken for TCP: then try another."""
         c = self.config
-        if any(t.transport == "tcp" for t in c.trunks):
-            await self.transport.streams.listen("tcp", c.bind_ip, self.transport.local[1], None)
-        server_tls = server_context(c)
-        if server_tls is None:
-            return None
-        return await self.transport.streams.listen("tls", c.bind_ip, c.tls_port, server_tls)
+        tcp = any(t.transport == "tcp" for t in c.trunks)
+        for attempt in range(10):
+            await self.transport.start(c.bind_ip, c.port, c.socket_buffer)
+            if not tcp:
+                return
+            try:
+                await self.transport.streams.listen("tcp", c.bind_ip, self.transport.local[1], None)
+                return
+            except OSError:
+                if c.port != 0 or attempt == 9:
+                    raise
+                self.transport.close()
 
     async def _targets(self, trunk: TrunkConfig) -> list[Addr]:
         """Where to send the trunk's calls, in order (RFC 3263), as transport-aware targets."""
@@ -350,7 +361,13 @@ class SipProvider:
             return answer_offer(body, ip, port, [0, 8], session_name=FLASH_SESSION)
 
         async def attempt(trunk: TrunkConfig, addr: Addr) -> CallReport:
-            sdp = offer(ip, port, [0, 8], session_name=FLASH_SESSION) if trunk.offer_sdp else None
+            # An SRTP trunk refuses a plain offer; the key is never used (no media is sent).
+            crypto = SdesKey.new().attribute if trunk.srtp == "sdes" else None
+            sdp = (
+                offer(ip, port, [0, 8], session_name=FLASH_SESSION, crypto=crypto)
+                if trunk.offer_sdp
+                else None
+            )
             call = calls.OutboundCall(
                 ep, trunk, addr, request.destination, caller, sdp=sdp, late_answer=late_answer
             )
@@ -388,12 +405,16 @@ class SipProvider:
         async def attempt(trunk: TrunkConfig, addr: Addr) -> CallReport:
             sock = self.rtp_ports.bind(c.rtp_ip or c.bind_ip)
             try:
-                sdp = offer(c.local_ip, sock.getsockname()[1], offered)
+                sdes = SdesKey.new() if trunk.srtp == "sdes" else None
+                crypto = sdes.attribute if sdes is not None else None
+                sdp = offer(c.local_ip, sock.getsockname()[1], offered, crypto=crypto)
                 call = calls.OutboundCall(ep, trunk, addr, request.destination, caller, sdp=sdp)
                 call.on_leave = self.legs.adopt
+                call.sdes = sdes
 
                 async def play(dest: Addr, pt: int) -> None:
-                    await send_paced(sock, dest, prompts[pt], pt)
+                    protect = sdes.protector() if sdes is not None else None
+                    await send_paced(sock, dest, prompts[pt], pt, protect)
 
                 return await calls.voice(call, caller, notify, play, offered)
             finally:

@@ -9,6 +9,7 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 FRAME_BYTES = 160  # 20 ms of 8 kHz G.711
 PTIME_S = 0.020
@@ -71,10 +72,14 @@ def packets(payload: bytes, payload_type: int, ssrc: int, seq: int, ts: int) -> 
 
 
 async def send_paced(
-    sock: socket.socket, dest: tuple[str, int], payload: bytes, payload_type: int
+    sock: socket.socket,
+    dest: tuple[str, int],
+    payload: bytes,
+    payload_type: int,
+    protect: Callable[[bytes], bytes] | None = None,
 ) -> int:
     """Send ``payload`` as RTP at real time (absolute deadlines, so no drift). Returns the
-    number of packets sent."""
+    number of packets sent. ``protect`` turns each packet into SRTP (srtp.py)."""
     pkts = packets(
         payload,
         payload_type,
@@ -83,6 +88,8 @@ async def send_paced(
         ts=random.randint(0, 0xFFFFFFFF),
     )
     start = time.monotonic()
+    if protect is not None:
+        pkts = [protect(p) for p in pkts]
     for n, pkt in enumerate(pkts):
         delay = start + n * PTIME_S - time.monotonic()
         if delay > 0:

@@ -248,3 +248,4 @@ class StreamPool:
             conn.close()
         self._out.clear()
         self._accepted.clear()
+        self._servers.clear()

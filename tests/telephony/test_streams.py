@@ -1,0 +1,120 @@
+"""SIP over TCP: framing of the byte stream, one reused connection per trunk target, reopening
+a lost one, and no retransmissions on a reliable transport (SIPp as the far end over TCP)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from opencaller.telephony.base import CallKind, CallRequest, Outcome
+from opencaller.telephony.sip.streams import FramingError, split_messages
+
+from .helpers import provider, trunk
+from .sipp import Sipp
+
+pytestmark = pytest.mark.sip
+
+TCP = ["-t", "t1"]  # SIPp: one TCP connection for all calls
+
+
+def req(code: str, n: int = 1, dest: str = "79161234567") -> CallRequest:
+    return CallRequest(ucaller_id=n, destination=dest, code=code, kind=CallKind.FLASH)
+
+
+def msg(first: str, body: bytes = b"", length_header: str = "Content-Length") -> bytes:
+    head = f"{first}\r\nCall-ID: x\r\n{length_header}: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+def test_stream_framing_by_content_length() -> None:
+    a = msg("SIP/2.0 180 Ringing")
+    b = msg("SIP/2.0 200 OK", b"v=0\r\n", length_header="l")  # the compact form
+    buf = bytearray(b"\r\n\r\n" + a + b[:20])  # a keep-alive, a message, half of the next
+    assert split_messages(buf) == [a]
+    buf += b[20:] + b"\r\n"
+    assert split_messages(buf) == [b]
+    assert buf == b"\r\n" or buf == b""  # a trailing keep-alive waits for what follows
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"SIP/2.0 180 Ringing\r\nCall-ID: x\r\n\r\n",  # no Content-Length on a stream
+        b"SIP/2.0 200 OK\r\nContent-Length: 99999999\r\n\r\n",
+        b"X" * (70 * 1024),  # no end of headers in sight
+    ],
+)
+def test_stream_that_cannot_be_framed_is_refused(bad: bytes) -> None:
+    with pytest.raises(FramingError):
+        split_messages(bytearray(bad))
+
+
+async def test_flash_calls_over_tcp_share_one_connection(sipp: Sipp) -> None:
+    far = sipp.start("uas_ring_cancel.xml", calls=2, extra=TCP)
+    p = provider(trunk("main", far.port, transport="tcp"))
+    await p.start()
+    try:
+        reps = [await p.place_call(req(c, i)) for i, c in enumerate(["4719", "0038"])]
+        connects = p.transport.streams.connects
+    finally:
+        await p.close()
+    await asyncio.to_thread(far.assert_ok)
+    assert [(r.outcome, r.sip_code) for r in reps] == [(Outcome.DELIVERED, 180)] * 2
+    assert [r["from_num"] for r in far.lines("INVITE")] == ["79005554719", "79005550038"]
+    assert len(far.lines("CANCEL")) == 2
+    assert connects == 1
+
+
+async def test_a_lost_connection_is_reopened_for_the_next_call(sipp: Sipp) -> None:
+    first = sipp.start("uas_ring_cancel.xml", calls=1, extra=TCP)
+    p = provider(trunk("main", first.port, transport="tcp"))
+    await p.start()
+    try:
+        one = await p.place_call(req("4719", 1))
+        await asyncio.to_thread(first.assert_ok)  # SIPp exits: the connection is gone
+        second = sipp.start("uas_ring_cancel.xml", calls=1, extra=TCP, port=first.port)
+        two = await p.place_call(req("0038", 2))
+        connects = p.transport.streams.connects
+    finally:
+        await p.close()
+    await asyncio.to_thread(second.assert_ok)
+    assert (one.outcome, two.outcome) == (Outcome.DELIVERED, Outcome.DELIVERED)
+    assert [r["from_num"] for r in second.lines("INVITE")] == ["79005550038"]
+    assert connects == 2
+
+
+async def test_nothing_is_retransmitted_over_tcp(sipp: Sipp) -> None:
+    """A silent trunk: over UDP the INVITE would be sent again at 0.5, 1.5 and 3.5 s."""
+    far = sipp.start("uas_silent.xml", calls=1, extra=TCP)
+    p = provider(trunk("main", far.port, transport="tcp", progress_timeout_s=4.0))
+    await p.start()
+    try:
+        rep = await p.place_call(req("4719"))
+    finally:
+        await p.close()
+    far.kill()
+    assert rep.outcome is Outcome.NETWORK_ERROR and rep.sip_code is None
+    assert len(far.lines("INVITE")) == 1
+    assert far.lines("RETRANS") == []
+
+
+async def test_a_refused_connection_fails_the_call_at_once(sipp: Sipp) -> None:
+    """Nobody listens: the transport error ends the INVITE (no waiting for Timer B), and the
+    call fails over to the next trunk."""
+    far = sipp.start("uas_ring_cancel.xml", calls=1)
+    closed = sipp.start("uas_ring_cancel.xml", calls=1)  # its UDP port; no TCP listens there
+    closed.kill()
+    p = provider(
+        trunk("down", closed.port, transport="tcp", progress_timeout_s=30.0),
+        trunk("up", far.port),
+    )
+    await p.start()
+    try:
+        rep = await p.place_call(req("4719"))
+    finally:
+        await p.close()
+    await asyncio.to_thread(far.assert_ok)
+    assert (rep.outcome, rep.sip_code) == (Outcome.DELIVERED, 180)
+    assert rep.reason.startswith("down: ")
+    assert "Connect call failed" in rep.reason or "refused" in rep.reason.lower()
