@@ -187,6 +187,16 @@ class SipConfig(_Model):
     def _vcid(cls, v: str | None) -> str | None:
         return None if v is None else _digits(v)
 
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _dns(cls, v: list[str]) -> list[str]:
+        for text in v:
+            host, _, port = text.strip().rpartition(":")
+            if _is_ip(text.strip()) or (port.isdigit() and _is_ip(host)):
+                continue
+            raise ValueError(f"DNS server {text!r} must be an IP address, optionally ip:port")
+        return v
+
     @field_validator("inbound_numbers")
     @classmethod
     def _inb(cls, v: list[str]) -> list[str]:
