@@ -4,10 +4,11 @@ a lost one, and no retransmissions on a reliable transport (SIPp as the far end 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from opencaller.telephony.base import CallKind, CallRequest, Outcome
+from opencaller.telephony.base import CallKind, CallRequest, InboundCall, Outcome
 from opencaller.telephony.sip.streams import FramingError, split_messages
 
 from .helpers import provider, trunk
@@ -118,3 +119,31 @@ async def test_a_refused_connection_fails_the_call_at_once(sipp: Sipp) -> None:
     assert (rep.outcome, rep.sip_code) == (Outcome.DELIVERED, 180)
     assert rep.reason.startswith("down: ")
     assert "Connect call failed" in rep.reason or "refused" in rep.reason.lower()
+
+
+async def test_inbound_calls_over_tcp_are_answered_on_their_connection(sipp: Sipp) -> None:
+    """A caller opens a TCP connection to our SIP port (SIPp listens on no other): the 180
+    and 603 come back on it, and the caller is reported."""
+    got: list[InboundCall] = []
+
+    async def handler(call: InboundCall) -> None:
+        got.append(call)
+
+    p = provider(trunk("main", 9, transport="tcp"))
+    p.on_inbound(handler)
+    await p.start()
+    csv = Path(sipp.workdir) / "inbound_tcp.csv"
+    csv.write_text("SEQUENTIAL\n79005550101;74950000001;111\n79005550102;74950000002;222\n")
+    try:
+        caller = sipp.start(
+            "uac_inbound.xml", calls=2, inf=csv, rate=10, remote=f"127.0.0.1:{p.port}", extra=TCP
+        )
+        await asyncio.to_thread(caller.assert_ok, 60)
+        for _ in range(50):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await p.close()
+    assert sorted(c.caller for c in got) == ["79005550101", "79005550102"]
+    assert len(caller.lines("FINAL")) == 2
