@@ -4,6 +4,7 @@ a lost one, and no retransmissions on a reliable transport (SIPp as the far end 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from opencaller.telephony.base import CallKind, CallRequest, InboundCall, Outcom
 from opencaller.telephony.sip.streams import FramingError, split_messages
 
 from .helpers import provider, trunk
+from .interop.servers import CertAuthority, free_port
 from .sipp import Sipp
 
 pytestmark = pytest.mark.sip
@@ -147,3 +149,36 @@ async def test_inbound_calls_over_tcp_are_answered_on_their_connection(sipp: Sip
         await p.close()
     assert sorted(c.caller for c in got) == ["79005550101", "79005550102"]
     assert len(caller.lines("FINAL")) == 2
+
+
+async def test_our_tls_listener_answers_with_our_certificate(tmp_path: Path) -> None:
+    """With a certificate set, we accept TLS on ``tls_port``: a client that trusts our CA
+    gets its OPTIONS answered over TLS."""
+    ca = CertAuthority(tmp_path / "ca")
+    ours = ca.issue(tmp_path / "ours", "sip.opencaller.test")
+    tls_port = free_port()
+    p = provider(
+        trunk("main", 9),
+        tls_port=tls_port,
+        tls_cert_file=str(ours.cert),
+        tls_key_file=str(ours.key),
+    )
+    await p.start()
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca.files.cert))
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", tls_port, ssl=ctx, server_hostname="sip.opencaller.test"
+        )
+        writer.write(
+            b"OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
+            b"Via: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKprobe1\r\n"
+            b"Max-Forwards: 70\r\nFrom: <sip:probe@example.test>;tag=1\r\n"
+            b"To: <sip:127.0.0.1>\r\nCall-ID: probe1\r\nCSeq: 1 OPTIONS\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+    finally:
+        await p.close()
+    assert head.startswith(b"SIP/2.0 200 ")
+    assert b"CSeq: 1 OPTIONS" in head

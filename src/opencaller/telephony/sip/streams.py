@@ -21,6 +21,9 @@ log = logging.getLogger("opencaller.sip")
 
 MAX_HEADERS = 64 * 1024  # a SIP header block larger than this is not a trunk talking
 MAX_BODY = 1024 * 1024
+# Connections others open to our listeners: beyond this many, new ones are closed at once
+# (a trunk needs a handful; thousands would be someone exhausting our file descriptors).
+MAX_ACCEPTED = 1024
 _LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*$", re.I | re.M)
 
 Addr = tuple[str, int]
@@ -124,10 +127,14 @@ class StreamConnection(asyncio.Protocol):
         self.peer: StreamPeer | None = None
         self.pending: list[bytes] = []  # written before the connection was up
         self.closed = False
+        self.refuse = False  # close as soon as it is made (too many connections)
         self._buf = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.refuse:
+            transport.close()
+            return
         addr = transport.get_extra_info("peername")
         self.peer = StreamPeer((str(addr[0]), int(addr[1])), self)
         for data in self.pending:
@@ -180,6 +187,7 @@ class StreamPool:
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.connects = 0  # connections opened (tests and metrics: reuse means few)
+        self.refused = 0  # accepted connections closed at once (over MAX_ACCEPTED)
 
     def send(self, data: bytes, target: Target) -> None:
         conn = self._out.get(target.key)
@@ -230,7 +238,11 @@ class StreamPool:
 
         def accept() -> StreamConnection:
             conn = StreamConnection(proto, self.on_message, self._lost)
-            self._accepted.add(conn)
+            if len(self._accepted) >= MAX_ACCEPTED:
+                self.refused += 1
+                conn.refuse = True
+            else:
+                self._accepted.add(conn)
             return conn
 
         server = await asyncio.get_running_loop().create_server(
