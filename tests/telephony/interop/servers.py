@@ -287,6 +287,7 @@ class Baresip:
 
     workdir: Path
     accounts: list[str]  # lines of baresip's accounts file
+    mic_s: float = 60.0  # how long the phone "speaks"; then it hangs up (baresip's menu)
     proc: subprocess.Popen[bytes] | None = None
     rec_dir: Path = field(init=False)
 
@@ -300,7 +301,7 @@ class Baresip:
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(8000)
-            w.writeframes(b"\0\0" * 8000 * 60)
+            w.writeframes(b"\0\0" * int(8000 * self.mic_s))
         (conf / "accounts").write_text("\n".join(self.accounts) + "\n")
         (conf / "contacts").write_text("")
         for attempt in range(3):

@@ -54,6 +54,7 @@ RINGS = "79161234567"  # the phone that only rings (flash calls)
 ANSWERS = "79161234568"  # the phone that answers at once (voice calls)
 ALSO_RINGS = "79161234569"  # a second ringing line (the same number twice is refused)
 SECURE = "79161234560"  # answers at once, and only with SRTP (SDES)
+HANGS_UP = "79161234561"  # a phone of its own that answers and hangs up after 2 s
 TRUNK_USER, TRUNK_PASSWORD = "opencaller", "trunk-secret"
 
 
@@ -94,6 +95,7 @@ def sbc(tmp_path: Path) -> Iterator[Sbc]:
         ANSWERS: "phone-secret",
         ALSO_RINGS: "phone-secret",
         SECURE: "phone-secret",
+        HANGS_UP: "phone-secret",
         TRUNK_USER: TRUNK_PASSWORD,
     }
     kamailio = Kamailio(tmp_path / "kamailio", users, cert)
@@ -260,3 +262,36 @@ async def test_tcp_trunk_found_by_srv_skips_a_dead_target_and_reuses_its_connect
     sources = re.findall(r"REQ INVITE \S+ from \S+ via tcp (\S+)", sbc.kamailio.log_text())
     assert len(sources) == 4  # each call: the INVITE, then again with the digest answer
     assert len(set(sources)) == 1  # all from one connection (one source port)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+async def test_the_phone_hangs_up_first_and_its_bye_reaches_us(
+    sbc: Sbc, settings: Settings, transport: str
+) -> None:
+    """The phone answers and hangs up while the prompt still plays: its BYE goes through the
+    SBC (record-routed) back to us over TCP/TLS, and we answer it and stop."""
+    outbound = f'outbound="sip:127.0.0.1:{sbc.kamailio.udp_port}"'
+    short = Baresip(
+        sbc.tmp / "short-phone",
+        [f"<sip:{HANGS_UP}@{DOMAIN}>;auth_pass=phone-secret;{outbound};regint=600;answermode=auto"],
+        mic_s=2.0,
+    )
+    try:
+        short.start(registered=1)
+        async with api_with(settings, sbc.trunk(transport)) as api:
+            body = await api.post_json(
+                "initCall", {"phone": HANGS_UP, "code": "4719", "voice": True}
+            )
+            info = await api.wait_final(body["ucaller_id"], within_s=60)
+        # Its BYE and the answer to it, both in the phone's SIP trace.
+        short.wait_for(r"^CSeq: \d+ BYE", count=2, what="the BYE and its answer")
+        trace = short.sip_trace()
+    finally:
+        short.stop()
+    assert (info["call_status"], info["call_outcome"], info["sip_code"]) == (1, "answered", 200)
+    byes = [ln for ln in sbc.kamailio.log_text().splitlines() if "REQ BYE" in ln]
+    assert len(byes) == 1 and f"from sip:{HANGS_UP}@" in byes[0]  # the phone's, not ours
+    bye_answers = [
+        t for t in trace if t.startswith("SIP/2.0 ") and re.search(r"^CSeq: \d+ BYE", t, re.M)
+    ]
+    assert [t.splitlines()[0] for t in bye_answers] == ["SIP/2.0 200 OK"]
