@@ -20,6 +20,7 @@ from opencaller.telephony.sip import messages as m
 from opencaller.telephony.sip.auth import authorization, parse_challenge
 from opencaller.telephony.sip.config import NumberFormat, TrunkConfig
 from opencaller.telephony.sip.outcomes import outcome_for, q850_cause
+from opencaller.telephony.sip.sdp import Answer, parse_answer
 from opencaller.telephony.sip.srtp import SdesKey
 from opencaller.telephony.sip.transaction import ClientTransaction
 from opencaller.telephony.sip.transport import Addr, Transport, proto_of
@@ -494,6 +495,16 @@ async def flash(call: OutboundCall, caller: str, notify: Notify) -> CallReport:
         call.close()
 
 
+def _media_of(call: OutboundCall, body: bytes, offered: list[int]) -> tuple[Answer | None, str]:
+    """Where to send the prompt, from the answer; or why the answer cannot be used."""
+    media = parse_answer(body, offered)
+    if media is None:
+        return None, "no usable audio in the answer"
+    if call.sdes is not None and not call.sdes.accepted_by(list(media.crypto)):
+        return None, "the answer did not take SRTP"
+    return media, ""
+
+
 async def voice(
     call: OutboundCall,
     caller: str,
@@ -502,8 +513,6 @@ async def voice(
     offered: list[int],
 ) -> CallReport:
     """Call, wait for the answer, ``play`` the prompt to the answered media address, BYE."""
-    from opencaller.telephony.sip.sdp import parse_answer
-
     trunk = call.trunk
     p = _Progress(started=time.time())
     t0 = time.monotonic()
@@ -547,13 +556,10 @@ async def voice(
                 return _failure(resp, caller, p)
             call.ack_2xx(resp)
             await notify("answered", resp.code)
-            media = parse_answer(resp.body, offered)
-            if media is not None and call.sdes and not call.sdes.accepted_by(list(media.crypto)):
-                await call.bye()
-                return _report(Outcome.REJECTED, caller, p, 488, "the answer did not take SRTP")
+            media, why = _media_of(call, resp.body, offered)
             if media is None:
                 await call.bye()
-                return _report(Outcome.REJECTED, caller, p, 488, "no usable audio in the answer")
+                return _report(Outcome.REJECTED, caller, p, 488, why)
             player = asyncio.create_task(play((media.ip, media.port), media.payload_type))
             hangup = asyncio.create_task(call.remote_bye.wait())
             try:
