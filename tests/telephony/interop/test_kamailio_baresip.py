@@ -295,3 +295,20 @@ async def test_the_phone_hangs_up_first_and_its_bye_reaches_us(
         t for t in trace if t.startswith("SIP/2.0 ") and re.search(r"^CSeq: \d+ BYE", t, re.M)
     ]
     assert [t.splitlines()[0] for t in bye_answers] == ["SIP/2.0 200 OK"]
+
+
+async def test_an_srtp_trunk_never_sends_clear_audio_to_a_phone_without_srtp(
+    sbc: Sbc, settings: Settings
+) -> None:
+    """The trunk requires SRTP; this phone has none: it refuses the offer (488), nothing is
+    answered, nothing is recorded, and the call is not counted as heard."""
+    async with api_with(settings, sbc.trunk("tls", srtp="sdes")) as api:
+        body = await api.post_json("initCall", {"phone": ANSWERS, "code": "4719", "voice": True})
+        info = await api.wait_final(body["ucaller_id"], within_s=60)
+    assert (info["call_status"], info["call_outcome"], info["sip_code"]) == (
+        0,
+        "rejected",
+        488,
+    ), info
+    assert "SIP/2.0 488 Not Acceptable Here" in first_lines(sbc.phone)
+    assert list(sbc.phone.rec_dir.glob("*dec*.wav")) == []
