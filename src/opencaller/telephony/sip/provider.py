@@ -167,6 +167,8 @@ class SipProvider:
                 ended_at=time.time(),
             )
         for i, target in enumerate(targets):
+            if i > 0:  # another INVITE to the same operator: it counts against its cps
+                await self.limits[trunk.name].rate.acquire()
             rep = await attempt(trunk, target)
             more = i < len(targets) - 1
             if more and rep.outcome == Outcome.NETWORK_ERROR and is_trunk_failure(rep.sip_code):
