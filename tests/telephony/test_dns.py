@@ -17,11 +17,13 @@ import pytest
 
 from opencaller.config import Settings
 from opencaller.domain.clock import Clock
+from opencaller.telephony.base import CallKind, CallRequest, Outcome
 from opencaller.telephony.sip.config import TrunkConfig
 from opencaller.telephony.sip.resolver import ResolveError, Resolver, Srv, naptr_order, srv_order
 
 from ..support import make_api
 from .dnsmasq import DNSMASQ, Dnsmasq
+from .helpers import provider
 from .sipp import Sipp, render
 
 pytestmark = pytest.mark.skipif(
@@ -58,6 +60,10 @@ def dnsmasq(tmp_path: Path) -> Iterator[Dnsmasq]:
         yield server.start()
     finally:
         server.stop()
+
+
+def req(code: str, n: int) -> CallRequest:
+    return CallRequest(ucaller_id=n, destination="79161234567", code=code, kind=CallKind.FLASH)
 
 
 def trunk(host: str, **extra: Any) -> TrunkConfig:
@@ -186,3 +192,38 @@ async def test_a_call_fails_over_to_the_next_srv_target(
     assert [(r["to_num"], r["from_num"]) for r in ringing.lines("INVITE")] == [
         ("79161234567", "79005554719")
     ]
+
+
+async def test_a_silent_srv_target_is_tried_last_for_a_while(sipp: Sipp, tmp_path: Path) -> None:
+    """The first call waits out the silent primary and rings on the secondary; the next call
+    goes to the secondary at once (the primary is down for ``target_down_s``)."""
+    silent = sipp.start("uas_silent.xml", calls=1)
+    ringing = sipp.start("uas_ring_cancel.xml", calls=2)
+    server = Dnsmasq(
+        tmp_path / "dns",
+        [
+            f"srv-host=_sip._udp.carrier.test,one.carrier.test,{silent.port},10,10",
+            f"srv-host=_sip._udp.carrier.test,two.carrier.test,{ringing.port},20,10",
+            "host-record=one.carrier.test,127.0.0.1",
+            "host-record=two.carrier.test,127.0.0.1",
+        ],
+    ).start()
+    p = provider(
+        {"name": "carrier", "host": "carrier.test", "ring_hold_s": 0.2, "progress_timeout_s": 2},
+        dns_nameservers=[server.nameserver],
+    )
+    await p.start()
+    try:
+        first = await p.place_call(req("4719", 1))
+        second = await p.place_call(req("0038", 2))
+    finally:
+        await p.close()
+        server.stop()
+    await asyncio.to_thread(ringing.assert_ok)
+    silent.kill()
+    assert [(r.outcome, r.sip_code) for r in (first, second)] == [(Outcome.DELIVERED, 180)] * 2
+    # The first call's record says which address was silent, then what the next one did.
+    assert first.reason.startswith(f"127.0.0.1:{silent.port}: no response from the trunk; ")
+    assert second.reason == "180 then CANCEL"  # one address tried: no list
+    assert len(silent.lines("INVITE")) == 1
+    assert [r["from_num"] for r in ringing.lines("INVITE")] == ["79005554719", "79005550038"]

@@ -176,6 +176,9 @@ class SipConfig(_Model):
     # Opening a TCP/TLS connection to a trunk takes at most this long; then the call fails
     # over to the next target or trunk.
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    # A trunk address that did not answer (silence, a refused connection, 5xx) is tried
+    # after the others for this long, so a dead SRV primary does not delay every call.
+    target_down_s: float = Field(default=30.0, ge=0)
     # Streams we accept (the far end sends in-dialog requests to our Contact): TCP on
     # ``port`` whenever a trunk uses TCP; TLS on ``tls_port`` when a certificate is set.
     tls_port: int = 5061

@@ -34,6 +34,7 @@ from opencaller.telephony.sip.rtp import MediaSink, PortPool, send_paced
 from opencaller.telephony.sip.sdp import answer_offer, offer
 from opencaller.telephony.sip.srtp import SdesKey
 from opencaller.telephony.sip.streams import Target
+from opencaller.telephony.sip.targets import TargetHealth
 from opencaller.telephony.sip.tls import client_context, server_context, server_name
 from opencaller.telephony.sip.transport import Addr, Transport
 
@@ -72,6 +73,7 @@ class SipProvider:
         self.resolver = Resolver(config.dns_nameservers, config.dns_timeout_s)
         self._tls: dict[str, ssl.SSLContext] = {}
         self._targets_known: dict[str, int] = {}  # trunk -> how many addresses DNS gave
+        self.health = TargetHealth(config.target_down_s)
         self.limits = {t.name: TrunkLimits(t.cps, t.max_in_flight) for t in config.trunks}
         self.rtp_ports = PortPool(config.rtp_port_min, config.rtp_port_max)
         self._addrs: dict[str, Addr] = {}
@@ -166,16 +168,25 @@ class SipProvider:
                 started_at=time.time(),
                 ended_at=time.time(),
             )
+        targets = self.health.order(targets, _target_key)
+        tried: list[tuple[str, CallReport]] = []
         for i, target in enumerate(targets):
             if i > 0:  # another INVITE to the same operator: it counts against its cps
                 await self.limits[trunk.name].rate.acquire()
             rep = await attempt(trunk, target)
-            more = i < len(targets) - 1
-            if more and rep.outcome == Outcome.NETWORK_ERROR and is_trunk_failure(rep.sip_code):
-                log.warning("trunk %s at %s:%d: %s; next address", trunk.name, *target, rep.reason)
-                continue
-            return rep
-        raise AssertionError("a trunk has at least one target")
+            tried.append((f"{target[0]}:{target[1]}", rep))
+            if rep.outcome == Outcome.NETWORK_ERROR and is_trunk_failure(rep.sip_code):
+                self.health.failed(_target_key(target))
+                if i < len(targets) - 1:
+                    log.warning(
+                        "trunk %s at %s:%d: %s; next address", trunk.name, *target, rep.reason
+                    )
+                    continue
+            else:
+                self.health.answered(_target_key(target))
+            break
+        # Several addresses tried: the record lists each, as it does for several trunks.
+        return combine_legs(tried)
 
     async def _warm_prompts(self) -> None:
         for language in PHRASES:
@@ -423,6 +434,10 @@ class SipProvider:
                 self.rtp_ports.release(sock)
 
         return await self._over_trunks(request.destination, attempt)
+
+
+def _target_key(target: Addr) -> tuple[str, str, int, str | None]:
+    return target.key if isinstance(target, Target) else ("udp", target[0], target[1], None)
 
 
 def combine_legs(legs: list[tuple[str, CallReport]]) -> CallReport:
