@@ -11,6 +11,7 @@ import pytest
 
 from opencaller.telephony.base import CallKind, CallRequest, InboundCall, Outcome
 from opencaller.telephony.sip.streams import FramingError, split_messages
+from opencaller.telephony.sip.targets import MAX_REMEMBERED, TargetHealth
 
 from .helpers import provider, trunk
 from .interop.servers import CertAuthority, free_port
@@ -182,3 +183,20 @@ async def test_our_tls_listener_answers_with_our_certificate(tmp_path: Path) -> 
         await p.close()
     assert head.startswith(b"SIP/2.0 200 ")
     assert b"CSeq: 1 OPTIONS" in head
+
+
+def test_target_health_orders_and_forgets_with_a_bound() -> None:
+    now = [100.0]
+    health = TargetHealth(down_s=30, clock=lambda: now[0])
+    targets = ["a", "b", "c"]
+    health.failed("a")
+    assert health.order(targets, str) == ["b", "c", "a"]  # down: still tried, last
+    now[0] += 31
+    assert health.order(targets, str) == ["a", "b", "c"]  # the 30 s are over
+    health.failed("b")
+    health.answered("b")
+    assert not health.is_down("b")
+    for i in range(5000):  # addresses from a DNS that rotates through many
+        health.failed(f"x{i}")
+    assert len(health) <= MAX_REMEMBERED
+    assert health.is_down("x4999")

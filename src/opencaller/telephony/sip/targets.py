@@ -23,6 +23,10 @@ class TargetHealth:
         self.clock = clock
         self._down_until: dict[Hashable, float] = {}
 
+    def __len__(self) -> int:
+        """How many addresses are remembered (down, or down until lately)."""
+        return len(self._down_until)
+
     def order(self, targets: Sequence[T], key: Callable[[T], Hashable]) -> list[T]:
         """``targets`` in their order, those marked down moved to the end (still tried)."""
         now = self.clock()
