@@ -180,8 +180,20 @@ def _udp_bound(port: int) -> bool:
         return any(line.split()[1] == wanted for line in table.readlines()[1:])
 
 
+def _tcp_listening(port: int) -> bool:
+    """Whether some socket listens on TCP ``port`` at 127.0.0.1 (state 0A), from /proc."""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as table:
+        return any(
+            (cols := line.split())[1] == wanted and cols[3] == "0A"
+            for line in table.readlines()[1:]
+        )
+
+
 def _wait_bound(run: SippRun, timeout: float = 10.0) -> None:
     """Wait until SIPp listens on its port (it binds a moment after starting)."""
+    argv = run.argv
+    tcp = "-t" in argv and argv[argv.index("-t") + 1].startswith(("t", "l"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if run.proc.poll() is not None:
@@ -189,7 +201,7 @@ def _wait_bound(run: SippRun, timeout: float = 10.0) -> None:
             if "Address already in use" in diagnostics:
                 raise PortTaken(diagnostics)
             raise AssertionError(f"sipp exited early ({run.proc.returncode})\n{diagnostics}")
-        if _udp_bound(run.port):
+        if _tcp_listening(run.port) if tcp else _udp_bound(run.port):
             return
         time.sleep(0.05)
     raise AssertionError(f"sipp did not bind port {run.port}\n{run.diagnostics()}")

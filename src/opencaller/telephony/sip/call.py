@@ -20,8 +20,10 @@ from opencaller.telephony.sip import messages as m
 from opencaller.telephony.sip.auth import authorization, parse_challenge
 from opencaller.telephony.sip.config import NumberFormat, TrunkConfig
 from opencaller.telephony.sip.outcomes import outcome_for, q850_cause
+from opencaller.telephony.sip.sdp import Answer, parse_answer
+from opencaller.telephony.sip.srtp import SdesKey
 from opencaller.telephony.sip.transaction import ClientTransaction
-from opencaller.telephony.sip.transport import Addr, Transport
+from opencaller.telephony.sip.transport import Addr, Transport, proto_of
 
 log = logging.getLogger("opencaller.sip")
 
@@ -40,6 +42,13 @@ class Endpoint:
     t1: float
     t2: float
     user_agent: str
+    tls_port: int | None = None  # our TLS listener (Via/Contact of TLS calls); None: none
+
+    def port_for(self, proto: str) -> int:
+        """The port our Via and Contact name for ``proto`` (TCP listens on the UDP port)."""
+        if proto == "tls" and self.tls_port is not None:
+            return self.tls_port
+        return self.local_port
 
 
 def number_uri(number: str, fmt: NumberFormat, domain: str, *, allow_tel: bool = True) -> str:
@@ -66,7 +75,13 @@ class OutboundCall:
         self.from_tag = m.new_tag()
         callee_user = ("+" if trunk.callee.plus else "") + callee
         phone = ";user=phone" if trunk.callee.user_phone else ""
-        self.ruri = f"sip:{callee_user}@{trunk.host}:{trunk.port}{phone}"
+        self.proto = proto_of(dest)
+        # A stream transport is named in the URIs (RFC 3261 §19.1.1; TLS with sip: and
+        # ;transport=tls rather than sips:, which would ask every hop to the phone for TLS).
+        tparam = "" if self.proto == "udp" else f";transport={self.proto}"
+        # With SRV the port belongs to the target DNS chose, not to the domain in the URI.
+        hostport = trunk.host if trunk.srv else f"{trunk.host}:{trunk.port}"
+        self.ruri = f"sip:{callee_user}@{hostport}{phone}{tparam}"
         self.to_hdr = f"<sip:{callee_user}@{trunk.host}{phone}>"
         # tel_uri applies to the asserted identity only: From stays a sip: URI, which every
         # trunk takes (some refuse a tel: From).
@@ -76,11 +91,12 @@ class OutboundCall:
         self.identity: list[tuple[str, str]] = [("P-Asserted-Identity", f"<{cid}>")]
         if trunk.remote_party_id:
             self.identity.append(("Remote-Party-ID", f"<{cid}>;party=calling;screen=yes"))
-        self.contact = f"<sip:{caller}@{ep.local_ip}:{ep.local_port}>"
+        self.contact = f"<sip:{caller}@{ep.local_ip}:{ep.port_for(self.proto)}{tparam}>"
         self.sdp = sdp
         # Our SDP answer to an offer that comes in a 2xx when the INVITE had none (RFC 3264
         # §4, "late offer"); it goes in the ACK.
         self.late_answer = late_answer
+        self.sdes: SdesKey | None = None  # our SRTP key when the offer is RTP/SAVP
         self.acked_body = b""
         # Set by whoever keeps an INVITE we gave up on alive in the background (failover);
         # while ``kept``, that keeper closes the call, not the procedure that gave up.
@@ -102,7 +118,11 @@ class OutboundCall:
     # --- sending ----------------------------------------------------------------------------
 
     def _via(self, branch: str) -> str:
-        return f"SIP/2.0/UDP {self.ep.local_ip}:{self.ep.local_port};branch={branch};rport"
+        sent_by = f"{self.ep.local_ip}:{self.ep.port_for(self.proto)}"
+        if self.proto == "udp":
+            return f"SIP/2.0/UDP {sent_by};branch={branch};rport"
+        # alias (RFC 5923): the far end may send its requests back over our connection.
+        return f"SIP/2.0/{self.proto.upper()} {sent_by};branch={branch};rport;alias"
 
     def _tx(self, req: Request, branch: str) -> ClientTransaction:
         tx = ClientTransaction(
@@ -410,6 +430,11 @@ def _no_response(call: OutboundCall, caller: str, p: _Progress) -> CallReport:
             call.on_leave(call)
         elif call.invite_tx is not None:
             call.invite_tx.abandon()
+    tx = call.invite_tx
+    if tx is not None and tx.error is not None:  # TCP/TLS: no connection (refused, bad cert)
+        return _report(
+            Outcome.NETWORK_ERROR, caller, p, None, f"cannot reach the trunk: {tx.error}"
+        )
     return _report(Outcome.NETWORK_ERROR, caller, p, None, "no response from the trunk")
 
 
@@ -487,6 +512,16 @@ async def _flash_final(
     return _failure(resp, caller, p)
 
 
+def _media_of(call: OutboundCall, body: bytes, offered: list[int]) -> tuple[Answer | None, str]:
+    """Where to send the prompt, from the answer; or why the answer cannot be used."""
+    media = parse_answer(body, offered)
+    if media is None:
+        return None, "no usable audio in the answer"
+    if call.sdes is not None and not call.sdes.accepted_by(list(media.crypto)):
+        return None, "the answer did not take SRTP"
+    return media, ""
+
+
 async def voice(
     call: OutboundCall,
     caller: str,
@@ -495,8 +530,6 @@ async def voice(
     offered: list[int],
 ) -> CallReport:
     """Call, wait for the answer, ``play`` the prompt to the answered media address, BYE."""
-    from opencaller.telephony.sip.sdp import parse_answer
-
     trunk = call.trunk
     p = _Progress(started=time.time())
     t0 = time.monotonic()
@@ -540,10 +573,10 @@ async def voice(
                 return _failure(resp, caller, p)
             call.ack_2xx(resp)
             await notify("answered", resp.code)
-            media = parse_answer(resp.body, offered)
+            media, why = _media_of(call, resp.body, offered)
             if media is None:
                 await call.bye()
-                return _report(Outcome.REJECTED, caller, p, 488, "no usable audio in the answer")
+                return _report(Outcome.REJECTED, caller, p, 488, why)
             player = asyncio.create_task(play((media.ip, media.port), media.payload_type))
             hangup = asyncio.create_task(call.remote_bye.wait())
             try:

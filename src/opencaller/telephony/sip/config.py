@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 
@@ -72,6 +73,39 @@ class TrunkConfig(_Model):
     options_timeout_s: float = Field(default=5.0, gt=0)
     down_after: int = Field(default=3, ge=1)
     up_after: int = Field(default=1, ge=1)
+    # How to reach the trunk (docs/telephony.md, "Transports"). TCP and TLS keep one
+    # connection per resolved target and reopen it when lost.
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    # RFC 3263: a host name with no port given is looked up as NAPTR, then SRV
+    # (_sip._udp, _sip._tcp, _sips._tcp), then A; with a port (or an IP) as A only. Set
+    # when the table is read: true exactly when ``port`` was left out and ``host`` is a name.
+    srv: bool = False
+    # TLS: the server's certificate is verified against the system CAs (or ``tls_ca_file``)
+    # and the name ``tls_server_name`` (default: ``host``), which is also sent as SNI.
+    tls_verify: bool = True
+    tls_ca_file: str | None = None
+    tls_server_name: str | None = None
+    tls_cert_file: str | None = None  # client certificate, for trunks that ask for one
+    tls_key_file: str | None = None
+    # "sdes": media is SRTP (RTP/SAVP, AES_CM_128_HMAC_SHA1_80, the key in a=crypto; use
+    # with transport = "tls", as SDES keys are only as secret as the signalling). A voice
+    # call whose answer does not take SRTP is ended with BYE (outcome rejected, 488).
+    srtp: Literal["off", "sdes"] = "off"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "port" not in data:
+            data = dict(data)
+            data["port"] = 5061 if data.get("transport") == "tls" else 5060
+            data.setdefault("srv", not _is_ip(str(data.get("host", ""))))
+        return data
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> TrunkConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(f"trunk {self.name}: set both tls_cert_file and tls_key_file")
+        return self
 
     @field_validator("prefixes")
     @classmethod
@@ -81,6 +115,14 @@ class TrunkConfig(_Model):
     @property
     def domain(self) -> str:
         return self.from_domain or self.host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 class CallerIdPool(_Model):
@@ -170,11 +212,35 @@ class SipConfig(_Model):
     # rather than to the SDP answer's address, which a NAT may have made unreachable.
     symmetric_rtp: bool = True
     caller_id_health: PrefixHealthConfig = Field(default_factory=PrefixHealthConfig)
+    # DNS servers for trunk host names, "ip" or "ip:port" (empty: the system's resolv.conf).
+    dns_nameservers: list[str] = Field(default_factory=list)
+    dns_timeout_s: float = Field(default=3.0, gt=0)
+    # Opening a TCP/TLS connection to a trunk takes at most this long; then the call fails
+    # over to the next target or trunk.
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    # A trunk address that did not answer (silence, a refused connection, 5xx) is tried
+    # after the others for this long, so a dead SRV primary does not delay every call.
+    target_down_s: float = Field(default=30.0, ge=0)
+    # Streams we accept (the far end sends in-dialog requests to our Contact): TCP on
+    # ``port`` whenever a trunk uses TCP; TLS on ``tls_port`` when a certificate is set.
+    tls_port: int = 5061
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
 
     @field_validator("voice_caller_id")
     @classmethod
     def _vcid(cls, v: str | None) -> str | None:
         return None if v is None else _digits(v)
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _dns(cls, v: list[str]) -> list[str]:
+        for text in v:
+            host, _, port = text.strip().rpartition(":")
+            if _is_ip(text.strip()) or (port.isdigit() and _is_ip(host)):
+                continue
+            raise ValueError(f"DNS server {text!r} must be an IP address, optionally ip:port")
+        return v
 
     @field_validator("inbound_numbers")
     @classmethod
@@ -188,6 +254,8 @@ class SipConfig(_Model):
             raise ValueError("trunk names must be unique")
         if self.rtp_port_min > self.rtp_port_max:
             raise ValueError("rtp_port_min > rtp_port_max")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file")
         return self
 
 

@@ -18,7 +18,7 @@ from opencaller.telephony.sip import messages as m
 from opencaller.telephony.sip.config import TrunkConfig
 from opencaller.telephony.sip.registration import Local, final_response
 from opencaller.telephony.sip.transaction import ClientTransaction
-from opencaller.telephony.sip.transport import Addr, Transport
+from opencaller.telephony.sip.transport import Addr, Transport, via_transport
 
 log = logging.getLogger("opencaller.sip.health")
 
@@ -108,7 +108,7 @@ class KeepAlive:
         req = m.request(
             "OPTIONS",
             f"sip:{t.host}:{t.port}",
-            via=f"SIP/2.0/UDP {hostport};branch={branch};rport",
+            via=f"SIP/2.0/{via_transport(self.dest)} {hostport};branch={branch};rport",
             from_=f"<sip:opencaller@{hostport}>;tag={m.new_tag()}",
             to=f"<sip:{t.host}:{t.port}>",
             call_id=m.new_call_id(self.local.ip),  # each keepalive a request of its own

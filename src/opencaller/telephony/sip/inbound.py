@@ -14,7 +14,7 @@ from sipmessage import Request, Response
 
 from opencaller.telephony.base import InboundCall, InboundHandler
 from opencaller.telephony.sip import messages as m
-from opencaller.telephony.sip.transport import Addr, Transport
+from opencaller.telephony.sip.transport import Addr, Transport, is_reliable
 
 log = logging.getLogger("opencaller.sip.inbound")
 
@@ -120,7 +120,8 @@ class InboundServer:
         st = _ServerInvite(key, final, addr)
         self.invites[key] = st
         self.transport.send(final, addr)
-        self._arm(st, self.t1)
+        if not is_reliable(addr):  # Timer G runs on UDP only (RFC 3261 §17.2.1)
+            self._arm(st, self.t1)
         loop = asyncio.get_running_loop()
         loop.call_later(64 * self.t1, self._forget, key)  # Timer H
 

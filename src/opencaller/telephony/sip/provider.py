@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
+import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -32,8 +32,13 @@ from opencaller.telephony.sip.outcomes import is_trunk_failure
 from opencaller.telephony.sip.pool import CallerIdChooser
 from opencaller.telephony.sip.prefix_pool import PrefixStats
 from opencaller.telephony.sip.registration import Local
+from opencaller.telephony.sip.resolver import MAX_TARGETS, ResolveError, Resolver
 from opencaller.telephony.sip.rtp import MediaSink, PortPool, send_paced
 from opencaller.telephony.sip.sdp import answer_offer, offer
+from opencaller.telephony.sip.srtp import SdesKey
+from opencaller.telephony.sip.streams import Target
+from opencaller.telephony.sip.targets import TargetHealth
+from opencaller.telephony.sip.tls import client_context, server_context, server_name
 from opencaller.telephony.sip.transport import Addr, Transport
 
 log = logging.getLogger("opencaller.sip")
@@ -67,6 +72,11 @@ class SipProvider:
         )
         self.espeak_timeout_s = espeak_timeout_s
         self.transport = Transport(self._on_request)
+        self.transport.streams.connect_timeout_s = config.connect_timeout_s
+        self.resolver = Resolver(config.dns_nameservers, config.dns_timeout_s)
+        self._tls: dict[str, ssl.SSLContext] = {}
+        self._targets_known: dict[str, int] = {}  # trunk -> how many addresses DNS gave
+        self.health = TargetHealth(config.target_down_s)
         self.limits = {t.name: TrunkLimits(t.cps, t.max_in_flight) for t in config.trunks}
         self.rtp_ports = PortPool(config.rtp_port_min, config.rtp_port_max)
         self._addrs: dict[str, Addr] = {}
@@ -94,14 +104,18 @@ class SipProvider:
         c = self.config
         loop = asyncio.get_running_loop()
         for t in c.trunks:
-            infos = await loop.getaddrinfo(
-                t.host, t.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
-            )
-            if not infos:
-                raise ProviderError(f"trunk {t.name}: cannot resolve {t.host}")
-            ip, port = infos[0][4][:2]
-            self._addrs[t.name] = (str(ip), int(port))
-        await self.transport.start(c.bind_ip, c.port, c.socket_buffer)
+            if t.transport == "tls":
+                self._tls[t.name] = client_context(t)
+            try:
+                targets = await self._targets(t)
+            except ResolveError as e:
+                raise ProviderError(f"trunk {t.name}: cannot resolve {t.host}: {e}") from e
+            self._addrs[t.name] = targets[0]
+        await self._bind()
+        server_tls = server_context(c)
+        tls_port = None
+        if server_tls is not None:
+            tls_port = await self.transport.streams.listen("tls", c.bind_ip, c.tls_port, server_tls)
         # One RTP port for the offers of all flash calls (they never send media).
         sock = self.rtp_ports.bind(c.rtp_ip or c.bind_ip)
         self._flash_port = sock.getsockname()[1]
@@ -114,6 +128,7 @@ class SipProvider:
             t1=c.t1_s,
             t2=c.t2_s,
             user_agent=c.user_agent,
+            tls_port=tls_port,
         )
         self._inbound = InboundServer(
             self.transport,
@@ -127,6 +142,66 @@ class SipProvider:
         learn = c.public_ip is None
         local = Local(self.public_ip, self._ep.local_port, c.t1_s, c.t2_s, c.user_agent, learn)
         await self.monitor.start(self.transport, local, self._addrs)
+
+    async def _bind(self) -> None:
+        """The UDP socket, and a TCP listener on the same port number when a trunk uses TCP
+        (our Contact names one port for both). With ``port = 0`` the number is chosen by the
+        system for UDP and may be taken for TCP: then try another."""
+        c = self.config
+        tcp = any(t.transport == "tcp" for t in c.trunks)
+        for attempt in range(10):
+            await self.transport.start(c.bind_ip, c.port, c.socket_buffer)
+            if not tcp:
+                return
+            try:
+                await self.transport.streams.listen("tcp", c.bind_ip, self.transport.local[1], None)
+                return
+            except OSError:
+                if c.port != 0 or attempt == 9:
+                    raise
+                self.transport.close()
+
+    async def _targets(self, trunk: TrunkConfig) -> list[Addr]:
+        """Where to send the trunk's calls, in order (RFC 3263), as transport-aware targets."""
+        found = await self.resolver.targets(trunk)
+        self._targets_known[trunk.name] = len(found)
+        tls = self._tls.get(trunk.name)
+        name = server_name(trunk) if tls is not None else None
+        return [Target(ip, port, trunk.transport, name, tls) for ip, port in found]
+
+    async def _on_targets(
+        self, trunk: TrunkConfig, attempt: Callable[[TrunkConfig, Addr], Awaitable[CallReport]]
+    ) -> CallReport:
+        """One attempt on ``trunk``: its resolved addresses in turn while they do not answer
+        (no response, a refused connection, 5xx), as RFC 3263 §4.3 asks."""
+        try:
+            targets = await self._targets(trunk)
+        except ResolveError as e:
+            return CallReport(
+                outcome=Outcome.NETWORK_ERROR,
+                reason=f"cannot resolve {trunk.host}: {e}",
+                started_at=time.time(),
+                ended_at=time.time(),
+            )
+        targets = self.health.order(targets, _target_key)
+        tried: list[tuple[str, CallReport]] = []
+        for i, target in enumerate(targets):
+            if i > 0:  # another INVITE to the same operator: it counts against its cps
+                await self.limits[trunk.name].rate.acquire()
+            rep = await attempt(trunk, target)
+            tried.append((f"{target[0]}:{target[1]}", rep))
+            if rep.outcome == Outcome.NETWORK_ERROR and is_trunk_failure(rep.sip_code):
+                self.health.failed(_target_key(target))
+                if i < len(targets) - 1:
+                    log.warning(
+                        "trunk %s at %s:%d: %s; next address", trunk.name, *target, rep.reason
+                    )
+                    continue
+            else:
+                self.health.answered(_target_key(target))
+            break
+        # Several addresses tried: the record lists each, as it does for several trunks.
+        return combine_legs(tried)
 
     async def _warm_prompts(self) -> None:
         for language in PHRASES:
@@ -243,7 +318,9 @@ class SipProvider:
     def _kind_s(self, destination: str, kind: CallKind, code: str) -> float:
         total = 0.0
         for trunk in self.routes(destination):
-            total += self._attempt_s(trunk, kind, code)
+            # Each of its addresses may be tried in turn (a silent one takes a full attempt).
+            tries = min(self._targets_known.get(trunk.name, 1), MAX_TARGETS)
+            total += tries * self._attempt_s(trunk, kind, code)
             if not trunk.failover:
                 break  # the next trunk is never tried
         return total
@@ -315,7 +392,7 @@ class SipProvider:
             limits = self.limits[trunk.name]
             async with limits.in_flight:
                 await limits.rate.acquire()
-                rep = await attempt(trunk, self._addrs[trunk.name])
+                rep = await self._on_targets(trunk, attempt)
             self.monitor.record(trunk.name, rep, flash=flash)
             legs.append((trunk.name, rep))
             last = i == len(trunks) - 1
@@ -343,7 +420,13 @@ class SipProvider:
             return answer_offer(body, ip, port, [0, 8], session_name=FLASH_SESSION)
 
         async def attempt(trunk: TrunkConfig, addr: Addr) -> CallReport:
-            sdp = offer(ip, port, [0, 8], session_name=FLASH_SESSION) if trunk.offer_sdp else None
+            # An SRTP trunk refuses a plain offer; the key is never used (no media is sent).
+            crypto = SdesKey.new().attribute if trunk.srtp == "sdes" else None
+            sdp = (
+                offer(ip, port, [0, 8], session_name=FLASH_SESSION, crypto=crypto)
+                if trunk.offer_sdp
+                else None
+            )
             call = calls.OutboundCall(
                 ep, trunk, addr, request.destination, caller, sdp=sdp, late_answer=late_answer
             )
@@ -381,12 +464,17 @@ class SipProvider:
         async def attempt(trunk: TrunkConfig, addr: Addr) -> CallReport:
             sock = self.rtp_ports.bind(c.rtp_ip or c.bind_ip)
             try:
-                sdp = offer(self.public_ip, sock.getsockname()[1], offered)
+                sdes = SdesKey.new() if trunk.srtp == "sdes" else None
+                crypto = sdes.attribute if sdes is not None else None
+                sdp = offer(self.public_ip, sock.getsockname()[1], offered, crypto=crypto)
                 call = calls.OutboundCall(ep, trunk, addr, request.destination, caller, sdp=sdp)
                 call.on_leave = self.legs.adopt
+                call.sdes = sdes
 
                 async def play(dest: Addr, pt: int) -> None:
-                    await send_paced(sock, dest, prompts[pt], pt, symmetric=c.symmetric_rtp)
+                    protect = sdes.protector() if sdes is not None else None
+                    symmetric = c.symmetric_rtp
+                    await send_paced(sock, dest, prompts[pt], pt, protect, symmetric=symmetric)
 
                 return await calls.voice(call, caller, notify, play, offered)
             finally:
@@ -405,6 +493,10 @@ def _no_trunk(skipped: list[str]) -> CallReport:
         started_at=now,
         ended_at=now,
     )
+
+
+def _target_key(target: Addr) -> tuple[str, str, int, str | None]:
+    return target.key if isinstance(target, Target) else ("udp", target[0], target[1], None)
 
 
 def combine_legs(legs: list[tuple[str, CallReport]]) -> CallReport:

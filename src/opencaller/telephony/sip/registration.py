@@ -22,7 +22,7 @@ from opencaller.telephony.sip import messages as m
 from opencaller.telephony.sip.auth import authorization, parse_challenge
 from opencaller.telephony.sip.config import TrunkConfig
 from opencaller.telephony.sip.transaction import ClientTransaction
-from opencaller.telephony.sip.transport import Addr, Transport
+from opencaller.telephony.sip.transport import Addr, Transport, via_transport
 
 log = logging.getLogger("opencaller.sip.register")
 
@@ -149,7 +149,7 @@ class Registration:
         req = m.request(
             "REGISTER",
             self.ruri,
-            via=f"SIP/2.0/UDP {self.contact_hostport};branch={branch};rport",
+            via=f"SIP/2.0/{via_transport(self.dest)} {self.contact_hostport};branch={branch};rport",
             from_=f"<{self.aor}>;tag={self.from_tag}",
             to=f"<{self.aor}>",
             call_id=self.call_id,

@@ -9,6 +9,7 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 FRAME_BYTES = 160  # 20 ms of 8 kHz G.711
 PTIME_S = 0.020
@@ -89,12 +90,14 @@ async def send_paced(
     dest: tuple[str, int],
     payload: bytes,
     payload_type: int,
+    protect: Callable[[bytes], bytes] | None = None,
     *,
     symmetric: bool = False,
 ) -> int:
     """Send ``payload`` as RTP at real time (absolute deadlines, so no drift). Returns the
-    number of packets sent. ``symmetric``: once the far end's RTP arrives, send to where it
-    comes from (RFC 4961; behind NAT the SDP's address may not reach it)."""
+    number of packets sent. ``protect`` turns each packet into SRTP (srtp.py).
+    ``symmetric``: once the far end's RTP arrives, send to where it comes from (RFC 4961;
+    behind NAT the SDP's address may not reach it)."""
     pkts = packets(
         payload,
         payload_type,
@@ -103,6 +106,8 @@ async def send_paced(
         ts=random.randint(0, 0xFFFFFFFF),
     )
     start = time.monotonic()
+    if protect is not None:
+        pkts = [protect(p) for p in pkts]
     for n, pkt in enumerate(pkts):
         delay = start + n * PTIME_S - time.monotonic()
         if delay > 0:

@@ -15,9 +15,11 @@ def offer(
     session_id: int | None = None,
     *,
     session_name: str = "opencaller",
+    crypto: str | None = None,
 ) -> bytes:
     """An audio offer (RFC 4566/3264): sendrecv on ``ip:port``, our payload types in order.
-    Also used as the answer to a late offer, with the one payload type chosen."""
+    Also used as the answer to a late offer, with the one payload type chosen. With
+    ``crypto`` (an SDES key, srtp.py) the stream is ``RTP/SAVP`` with that ``a=crypto``."""
     sid = session_id if session_id is not None else random.randint(1, 2**31)
     fmts = " ".join(str(pt) for pt in payload_types)
     lines = [
@@ -26,8 +28,9 @@ def offer(
         f"s={session_name}",
         f"c=IN IP4 {ip}",
         "t=0 0",
-        f"m=audio {port} RTP/AVP {fmts}",
+        f"m=audio {port} {'RTP/SAVP' if crypto else 'RTP/AVP'} {fmts}",
         *(f"a=rtpmap:{pt} {CODECS[pt]}/8000" for pt in payload_types),
+        *([f"a=crypto:{crypto}"] if crypto else []),
         "a=ptime:20",
         "a=sendrecv",
     ]
@@ -39,6 +42,7 @@ class Answer:
     ip: str
     port: int
     payload_type: int  # the first payload type of ours the answer accepted
+    crypto: tuple[str, ...] = ()  # the audio stream's a=crypto values (SDES), if any
 
 
 def parse_answer(body: bytes, offered: list[int]) -> Answer | None:
@@ -46,6 +50,7 @@ def parse_answer(body: bytes, offered: list[int]) -> Answer | None:
     media_ip: str | None = None
     port: int | None = None
     fmts: list[int] = []
+    crypto: list[str] = []
     in_audio = False
     for raw in body.decode(errors="replace").splitlines():
         line = raw.strip()
@@ -55,6 +60,8 @@ def parse_answer(body: bytes, offered: list[int]) -> Answer | None:
                 bits = line[2:].split()
                 port = int(bits[1].split("/")[0])
                 fmts = [int(f) for f in bits[3:] if f.isdigit()]
+        elif line.startswith("a=crypto:") and in_audio:
+            crypto.append(line[len("a=crypto:") :])
         elif line.startswith("c=") and line.split()[-1:]:
             addr = line.split()[-1].split("/")[0]
             if in_audio:
@@ -67,7 +74,7 @@ def parse_answer(body: bytes, offered: list[int]) -> Answer | None:
     chosen = next((pt for pt in fmts if pt in offered), None)
     if chosen is None:
         return None
-    return Answer(ip=ip, port=port, payload_type=chosen)
+    return Answer(ip=ip, port=port, payload_type=chosen, crypto=tuple(crypto))
 
 
 def answer_offer(

@@ -1,4 +1,7 @@
-"""Client transactions over UDP (RFC 3261 §17.1) with timers A/B (INVITE) and E/F (others).
+"""Client transactions (RFC 3261 §17.1) with timers A/B (INVITE) and E/F (others).
+
+Over TCP and TLS (a reliable next hop) nothing is retransmitted (Timers A and E do not run)
+and the absorbing Timers D and K are zero; Timers B and F still bound the wait.
 
 Retransmission intervals get ±10 % jitter so many calls started together do not retransmit
 in lock-step. Responses are handed to the call through a queue; ``None`` in the queue means
@@ -13,7 +16,7 @@ import random
 from sipmessage import Request, Response
 
 from opencaller.telephony.sip.messages import tag_of
-from opencaller.telephony.sip.transport import Addr, Transport
+from opencaller.telephony.sip.transport import Addr, Transport, is_reliable
 
 TIMER_D = 32.0  # absorb retransmitted non-2xx finals of an INVITE
 TIMER_K = 5.0  # absorb retransmitted finals of other requests
@@ -41,6 +44,8 @@ class ClientTransaction:
         self.dest = dest
         self.t1, self.t2 = t1, t2
         self.is_invite = req.method == "INVITE"
+        self.reliable = is_reliable(dest)
+        self.error: str | None = None  # why the next hop could not be reached
         self.data = bytes(req)
         self.queue: asyncio.Queue[Response | None] = asyncio.Queue()
         self.provisional: Response | None = None
@@ -59,11 +64,12 @@ class ClientTransaction:
     def start(self) -> None:
         self.transport.transactions[self.key] = self
         self.transport.send(self.data, self.dest)
-        self._retrans = self._loop.call_later(_jitter(self._interval), self._retransmit)
+        if not self.reliable:
+            self._retrans = self._loop.call_later(_jitter(self._interval), self._retransmit)
         self._timeout = self._loop.call_later(64 * self.t1, self._expire)
 
     def _retransmit(self) -> None:
-        if self.final is not None or self._closed:
+        if self.final is not None or self._closed or self.reliable:
             return
         if self.is_invite and self.provisional is not None:
             return  # Timer A only runs in the Calling state
@@ -88,9 +94,10 @@ class ClientTransaction:
             if self.final is None:
                 first = self.provisional is None
                 self.provisional = resp
-                if first and not self.is_invite and self._retrans is not None:
+                if first and not self.is_invite and not self.reliable:
                     # Proceeding: keep retransmitting, at T2.
-                    self._retrans.cancel()
+                    if self._retrans is not None:
+                        self._retrans.cancel()
                     self._retrans = self._loop.call_later(_jitter(self.t2), self._retransmit)
                 self.queue.put_nowait(resp)
             return
@@ -104,11 +111,25 @@ class ClientTransaction:
         if self.is_invite and resp.code >= 300:
             self._ack = bytes(self._non2xx_ack(resp))
             self.transport.send(self._ack, self.dest)
-            self._loop.call_later(TIMER_D, self.close)
+            self._linger(TIMER_D)
         elif self.is_invite:
             self.close()  # 2xx: the call ACKs, and its dialog sees retransmissions
         else:
-            self._loop.call_later(TIMER_K, self.close)
+            self._linger(TIMER_K)
+
+    def _linger(self, timer: float) -> None:
+        if self.reliable:
+            self.close()  # nothing is retransmitted over a stream
+        else:
+            self._loop.call_later(timer, self.close)
+
+    def transport_error(self, why: str) -> None:
+        """The next hop cannot be reached: end like Timer B/F, at once (§17.1.4)."""
+        if self.final is not None or self._closed:
+            return
+        self.error = why
+        self.queue.put_nowait(None)
+        self.close()
 
     def _non2xx_ack(self, resp: Response) -> Request:
         """ACK in the same transaction (§17.1.1.3): same branch, To from the response."""
