@@ -28,6 +28,7 @@ from . import billing
 from .accounts import Account, Service
 from .clock import Clock
 from .countries import country_of
+from .fraud import Guard, NoGuard
 from .limits import LimitStore
 from .phones import new_code
 from .records import (
@@ -111,8 +112,10 @@ class Authorizations:
         notify: Callable[[], None] | None = None,
         confirmation_number: Callable[[str], str | None] | None = None,
         limit_store: LimitStore | None = None,
+        guard: Guard | NoGuard | None = None,
     ) -> None:
         self.db = db
+        self.guard = guard or NoGuard()  # domain/fraud: refuses or routes before any charge
         self.clock = clock
         self.policy = policy
         self.check_call = check_call
@@ -173,6 +176,7 @@ class Authorizations:
             found = await self.writes.find_unique(service.id, unique)
             if found is not None:
                 return self._replay(found, phone, unique)
+        kind = await self.guard.admit(service, account, phone=phone, country=country, kind=kind, client=client, simulated=simulated)  # noqa: E501
 
         price = 0
         if not simulated:
