@@ -14,6 +14,8 @@ import redis.asyncio as aioredis
 
 from .redis_breaker import RedisBreaker
 
+INDEXED = ":channel:"  # keys the dashboards list (per-operator conversion by channel)
+
 
 class RedisFraudCounters:
     def __init__(
@@ -26,6 +28,11 @@ class RedisFraudCounters:
 
     def _name(self, key: str, bucket: int) -> str:
         return f"{self.prefix}{key}:{bucket}"
+
+    def _index(self, key: str) -> str:
+        """The set naming the keys of one scope and signal (``s12:channel``), for scans."""
+        scope, signal, _ = key.split(":", 2)
+        return f"{self.prefix}idx:{scope}:{signal}"
 
     def _admission(self, service_id: int, phone: str) -> str:
         return f"{self.prefix}adm:{service_id}:{phone}"
@@ -48,8 +55,8 @@ class RedisFraudCounters:
             found[k] = (calls, codes)
         return found
 
-    async def admit(
-        self, keys: Sequence[str], bucket: int, service_id: int, phone: str, now: float
+    async def count(
+        self, keys: Sequence[str], bucket: int, now: float, remember: tuple[int, str] | None
     ) -> None:
         async with self.breaker.guard():
             pipe = self.redis.pipeline(transaction=False)
@@ -57,7 +64,12 @@ class RedisFraudCounters:
                 name = self._name(k, bucket)
                 pipe.hincrby(name, "r", 1)
                 pipe.expire(name, self.ttl)
-            pipe.set(self._admission(service_id, phone), f"{bucket} {' '.join(keys)}", ex=self.ttl)
+                if INDEXED in k:
+                    pipe.sadd(self._index(k), k)
+                    pipe.expire(self._index(k), self.ttl)
+            if remember is not None:
+                name = self._admission(*remember)
+                pipe.set(name, f"{bucket} {' '.join(keys)}", ex=self.ttl)
             await pipe.execute()
 
     async def convert(self, service_id: int, phone: str) -> list[str]:
@@ -73,3 +85,11 @@ class RedisFraudCounters:
                 pipe.expire(name, self.ttl)
             await pipe.execute()
         return keys
+
+    async def scan(self, prefix: str, buckets: Sequence[int]) -> dict[str, tuple[int, int]]:
+        """Every indexed key under ``prefix`` (``s12:channel:``)."""
+        scope, signal = prefix.split(":")[:2]
+        async with self.breaker.guard():
+            members = await self.redis.smembers(f"{self.prefix}idx:{scope}:{signal}")
+        keys = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        return await self.read(keys, buckets) if keys else {}

@@ -1,9 +1,11 @@
 """Where the signals are counted, across nodes: Redis when configured, the database otherwise.
 
 Counts are kept per key and window (``bucket = time // window_s``); a reading sums the
-current and the previous window. An admitted call adds one call to each of its keys and
-remembers them (per service and number), so that its code, when entered, is counted on the
-same keys and window. While Redis is down the database counts (logged once by the breaker).
+current and the previous window. An attempt adds one call to each of its keys; an admitted
+call also remembers them (per service and number), so that its code, when entered, is
+counted on the same keys and window. Refused attempts count too: a prefix whose runs keep
+being refused becomes suspect as a whole. While Redis is down the database counts (the
+breaker logs the switch once each way).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from ...storage.redis_breaker import RedisUnavailable
 log = logging.getLogger("opencaller.fraud")
 
 Counts = dict[str, tuple[int, int]]  # key -> (calls, codes entered)
+Remember = tuple[int, str]  # (service id, phone) of an admitted call
+# Rows of windows that no reading covers any more are deleted every CLEAN_EVERY attempts
+# counted by a node (the database store; Redis keys expire by themselves).
+CLEAN_EVERY = 1000
 
 c = fraud_counters.c
 
@@ -30,11 +36,13 @@ c = fraud_counters.c
 class CounterStore(Protocol):
     async def read(self, keys: Sequence[str], buckets: Sequence[int]) -> Counts: ...
 
-    async def admit(
-        self, keys: Sequence[str], bucket: int, service_id: int, phone: str, now: float
+    async def count(
+        self, keys: Sequence[str], bucket: int, now: float, remember: Remember | None
     ) -> None: ...
 
     async def convert(self, service_id: int, phone: str) -> list[str]: ...
+
+    async def scan(self, prefix: str, buckets: Sequence[int]) -> Counts: ...
 
 
 def _upsert(sqlite: bool) -> Any:
@@ -64,6 +72,16 @@ def _remember(sqlite: bool) -> Any:
     )
 
 
+def _admission(keys: Sequence[str], bucket: int, now: float, remember: Remember) -> dict[str, Any]:
+    return {
+        "service_id": remember[0],
+        "phone": remember[1],
+        "bucket": bucket,
+        "signal_keys": " ".join(keys),
+        "created_at": now,
+    }
+
+
 class DbCounters:
     """The counters in the database: one read per decision, one transaction per admission."""
 
@@ -71,6 +89,7 @@ class DbCounters:
         self.db = db
         self._upsert = _upsert(db.sqlite)
         self._remember = _remember(db.sqlite)
+        self._counted = 0
 
     async def read(self, keys: Sequence[str], buckets: Sequence[int]) -> Counts:
         q = (
@@ -82,21 +101,20 @@ class DbCounters:
             rows = (await conn.execute(q)).all()
         return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
 
-    async def admit(
-        self, keys: Sequence[str], bucket: int, service_id: int, phone: str, now: float
+    async def count(
+        self, keys: Sequence[str], bucket: int, now: float, remember: Remember | None
     ) -> None:
         # Sorted: two transactions upserting the same keys take their row locks in one order.
         rows = [{"k": k, "b": bucket, "r": 1, "v": 0} for k in sorted(keys)]
-        remembered = {
-            "service_id": service_id,
-            "phone": phone,
-            "bucket": bucket,
-            "signal_keys": " ".join(keys),
-            "created_at": now,
-        }
         async with self.db.write() as conn:
             await conn.execute(self._upsert, rows)
-            await conn.execute(self._remember, remembered)
+            if remember is not None:
+                await conn.execute(self._remember, _admission(keys, bucket, now, remember))
+            self._counted += 1
+            if self._counted % CLEAN_EVERY == 0:
+                await conn.execute(delete(fraud_counters).where(c.bucket < bucket - 2))
+                old = fraud_admissions.c.bucket < bucket - 2
+                await conn.execute(delete(fraud_admissions).where(old))
 
     async def convert(self, service_id: int, phone: str) -> list[str]:
         a = fraud_admissions.c
@@ -110,6 +128,17 @@ class DbCounters:
             await conn.execute(self._upsert, codes)
             await conn.execute(delete(fraud_admissions).where(*where))
         return keys
+
+    async def scan(self, prefix: str, buckets: Sequence[int]) -> Counts:
+        """Every key under ``prefix`` (for the dashboards, not for decisions)."""
+        q = (
+            select(c.key, func.sum(c.requests), func.sum(c.verified))
+            .where(c.key.startswith(prefix, autoescape=True), c.bucket.in_(list(buckets)))
+            .group_by(c.key)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(q)).all()
+        return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
 
 
 class FallbackCounters:
@@ -125,13 +154,13 @@ class FallbackCounters:
         except RedisUnavailable:
             return await self.fallback.read(keys, buckets)
 
-    async def admit(
-        self, keys: Sequence[str], bucket: int, service_id: int, phone: str, now: float
+    async def count(
+        self, keys: Sequence[str], bucket: int, now: float, remember: Remember | None
     ) -> None:
         try:
-            await self.primary.admit(keys, bucket, service_id, phone, now)
+            await self.primary.count(keys, bucket, now, remember)
         except RedisUnavailable:
-            await self.fallback.admit(keys, bucket, service_id, phone, now)
+            await self.fallback.count(keys, bucket, now, remember)
 
     async def convert(self, service_id: int, phone: str) -> list[str]:
         try:
@@ -140,3 +169,9 @@ class FallbackCounters:
             keys = []
         # A call admitted while Redis was down was remembered in the database.
         return keys or await self.fallback.convert(service_id, phone)
+
+    async def scan(self, prefix: str, buckets: Sequence[int]) -> Counts:
+        try:
+            return await self.primary.scan(prefix, buckets)
+        except RedisUnavailable:
+            return await self.fallback.scan(prefix, buckets)

@@ -82,15 +82,32 @@ class Guard:
         keys = keys_of(attempt, installation=True)
         channels = self._channels(service, kind, attempt)
         counts = await self.store.read([*keys, *channels.values()], [bucket - 1, bucket])
-        refusal = self._lasting(service, attempt) or await self._counted(keys, counts, bucket, now)
+        refusal = self._lasting(service, attempt) or await self._counted(
+            service.id, keys, counts, bucket, now
+        )
         if refusal is not None:
-            await self.journal.record(attempt, refusal, now)
+            await self._refused(attempt, refusal, keys, counts, bucket, now)
             raise _error(refusal)
         chosen = self._route(kind, channels, counts)
         counted = self._counted_keys(keys, counts)
         counted.append(channel_key(service.id, operator, chosen.value))
-        await self.store.admit(counted, bucket, service.id, phone, now)
+        await self.store.count(counted, bucket, now, (service.id, phone))
         return chosen
+
+    async def _refused(
+        self,
+        attempt: Attempt,
+        refusal: Refusal,
+        keys: dict[str, str],
+        counts: Counts,
+        bucket: int,
+        now: float,
+    ) -> None:
+        await self.journal.record(attempt, refusal, now)
+        if refusal.until is not None:
+            # A refused attempt still counts (without a code): the prefix around a run that
+            # keeps being refused turns suspect itself, before the next run starts.
+            await self.store.count(self._counted_keys(keys, counts), bucket, now, None)
 
     def _lasting(self, service: Service, attempt: Attempt) -> Refusal | None:
         """Refusals that do not end by themselves: geography and high-risk ranges."""
@@ -106,13 +123,13 @@ class Guard:
         return None
 
     async def _counted(
-        self, keys: dict[str, str], counts: Counts, bucket: int, now: float
+        self, service_id: int, keys: dict[str, str], counts: Counts, bucket: int, now: float
     ) -> Refusal | None:
         judged = keys
         if not decisions.reports_codes(keys, counts):
             judged = {k: s for k, s in keys.items() if not k.startswith("all:")}
         for suspect in decisions.suspects(judged, counts, self.policy.thresholds):
-            if await self.journal.lifted(suspect.key, now):
+            if await self.journal.lifted(suspect.key, now, service_id):
                 continue
             wait = decisions.retry_after(bucket, self.policy.window_s, now)
             return Refusal(

@@ -68,8 +68,14 @@ class Journal:
             .on_conflict_do_nothing(index_elements=[b.rule_key, b.until])
         )
 
-    async def lifted(self, key: str, now: float) -> bool:
-        """Whether an operator lifted the block of ``key`` and it has not ended yet."""
+    async def lifted(self, key: str, now: float, service_id: int) -> bool:
+        """Whether an operator lifted the block of ``key`` and it has not ended yet. Lifting a
+        service's block lifts the same signal installation-wide for that service too."""
+        scope, _, rest = key.partition(":")
+        twin = f"s{service_id}:{rest}" if scope == "all" else key
+        return await self._lifted_until(key, now) or await self._lifted_until(twin, now)
+
+    async def _lifted_until(self, key: str, now: float) -> bool:
         if time.monotonic() - self._lifted_read > LIFTED_CACHE_S:
             q = select(b.rule_key, b.until).where(b.lifted_at.is_not(None), b.until > now)
             async with self.db.read() as conn:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 # (signal, needs conversion data): the signals a call is counted under, most specific first.
 DESTINATION_SIGNALS = ("run", "prefix8", "prefix7", "operator", "country")
 SERVICE = "service"  # the whole service: whether it reports codes at all
-_UNSAFE = re.compile(r"[^0-9A-Za-z._:-]+")
+_UNSAFE = re.compile(r"[^\w.:-]+")  # operator names are often Cyrillic: letters stay
 
 
 @dataclass(frozen=True, slots=True)
