@@ -59,6 +59,16 @@ class RedisFraudCounters:
         self, keys: Sequence[str], bucket: int, now: float, remember: tuple[int, str] | None
     ) -> None:
         async with self.breaker.guard():
+            if remember is not None:
+                # Counted once per number and window: only when this admission is new.
+                value = f"{bucket} {' '.join(keys)}"
+                fresh = await self.redis.set(
+                    self._admission(*remember), value, ex=self.ttl, nx=True
+                )
+                if not fresh:
+                    if await self._seen(remember, bucket):
+                        return
+                    await self.redis.set(self._admission(*remember), value, ex=self.ttl)
             pipe = self.redis.pipeline(transaction=False)
             for k in keys:
                 name = self._name(k, bucket)
@@ -67,10 +77,14 @@ class RedisFraudCounters:
                 if INDEXED in k:
                     pipe.sadd(self._index(k), k)
                     pipe.expire(self._index(k), self.ttl)
-            if remember is not None:
-                name = self._admission(*remember)
-                pipe.set(name, f"{bucket} {' '.join(keys)}", ex=self.ttl)
             await pipe.execute()
+
+    async def _seen(self, remember: tuple[int, str], bucket: int) -> bool:
+        raw = await self.redis.get(self._admission(*remember))
+        if raw is None:
+            return False
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return int(text.split(" ", 1)[0]) >= bucket - 1
 
     async def convert(self, service_id: int, phone: str) -> list[str]:
         async with self.breaker.guard():

@@ -3,9 +3,10 @@
 Counts are kept per key and window (``bucket = time // window_s``); a reading sums the
 current and the previous window. An attempt adds one call to each of its keys; an admitted
 call also remembers them (per service and number), so that its code, when entered, is
-counted on the same keys and window. Refused attempts count too: a prefix whose runs keep
-being refused becomes suspect as a whole. While Redis is down the database counts (the
-breaker logs the switch once each way).
+counted on the same keys and window; the same number admitted again within the window is
+not counted again (the signals count distinct numbers). Refused attempts count too: a
+prefix whose runs keep being refused becomes suspect as a whole. While Redis is down the
+database counts (the breaker logs the switch once each way).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...storage.database import Database
 from ...storage.fraud_tables import fraud_admissions, fraud_counters
@@ -107,14 +109,25 @@ class DbCounters:
         # Sorted: two transactions upserting the same keys take their row locks in one order.
         rows = [{"k": k, "b": bucket, "r": 1, "v": 0} for k in sorted(keys)]
         async with self.db.write() as conn:
-            await conn.execute(self._upsert, rows)
             if remember is not None:
+                if await self._seen(conn, remember, bucket):
+                    return
                 await conn.execute(self._remember, _admission(keys, bucket, now, remember))
+            await conn.execute(self._upsert, rows)
             self._counted += 1
             if self._counted % CLEAN_EVERY == 0:
                 await conn.execute(delete(fraud_counters).where(c.bucket < bucket - 2))
                 old = fraud_admissions.c.bucket < bucket - 2
                 await conn.execute(delete(fraud_admissions).where(old))
+
+    @staticmethod
+    async def _seen(conn: AsyncConnection, remember: Remember, bucket: int) -> bool:
+        """Whether this number was admitted in the window already (counted once: the
+        per-number limits deal with repeats, the signals with distinct numbers)."""
+        a = fraud_admissions.c
+        q = select(a.bucket).where(a.service_id == remember[0], a.phone == remember[1])
+        found = (await conn.execute(q)).scalar()
+        return found is not None and int(found) >= bucket - 1
 
     async def convert(self, service_id: int, phone: str) -> list[str]:
         a = fraud_admissions.c

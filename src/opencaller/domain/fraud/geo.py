@@ -2,8 +2,9 @@
 countries its customer or the operator opened (service settings ``open_countries``).
 
 Every service created since the fraud guard starts with them; services created before keep
-every country open (their stored settings lack the flag). The older ``allowed_countries``
-list (error 9 too) still narrows what either allows."""
+every country open (their stored settings lack the flag). A country named in the older
+``allowed_countries`` list is opened too: the customer chose it explicitly (and that list,
+error 9 as well, still narrows what is allowed)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from ..settings import ServiceSettings
 
 def refused(settings: ServiceSettings, country: str, home: frozenset[str]) -> str | None:
     """Why ``country`` may not be called, or None."""
-    if not settings.geo_restricted or country in home or country in settings.open_countries:
+    if not settings.geo_restricted or country in home:
+        return None
+    if country in settings.open_countries or country in settings.allowed_countries:
         return None
     return f"country {country} is not opened for this service (geo-permissions)"
 
