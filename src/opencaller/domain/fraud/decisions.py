@@ -3,7 +3,7 @@
 A key is suspect when it has at least its minimum of calls in the window and fewer codes
 entered than the minimum conversion. For a service that has not reported a single code in
 the window (it checks codes itself, without verifyCode) there is no conversion to measure:
-the same rules then need ``blind_factor`` times the calls."""
+only the destination rules (runs and prefixes) apply, with ``blind_factor`` times the calls."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from .counters import Counts
 from .signals import SERVICE
 
 BROAD = frozenset({"operator", "country"})  # whole operators and countries
+# Without conversion data only clustered destinations mean anything: a service's backend is
+# often its only client address, and its volume alone says nothing.
+BLIND = frozenset({"run", "prefix8", "prefix7"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +53,10 @@ def reports_codes(keys: Mapping[str, str], counts: Counts) -> bool:
 
 def suspects(keys: Mapping[str, str], counts: Counts, th: Thresholds) -> Iterator[Suspect]:
     """The suspect keys among ``keys``, most specific signal first."""
-    factor = 1.0 if reports_codes(keys, counts) else th.blind_factor
+    reporting = reports_codes(keys, counts)
+    factor = 1.0 if reporting else th.blind_factor
     for key, signal in keys.items():
-        if signal == SERVICE:
+        if signal == SERVICE or not (reporting or signal in BLIND):
             continue
         calls, codes = counts.get(key, (0, 0))
         conversion = th.broad_min_conversion if signal in BROAD else th.min_conversion

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachetools import LRUCache
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -21,10 +21,16 @@ from ...storage.fraud_tables import fraud_attempts, fraud_blocks
 from .signals import Attempt
 
 LIFTED_CACHE_S = 2.0
+# Refusals are kept this long for the dashboards; a node deletes older ones (and blocks that
+# ended as long ago) every PRUNE_EVERY refusals it records, so an attack cannot grow the
+# tables without bound.
+KEEP_S = 30 * 86_400.0
+PRUNE_EVERY = 1000
 # Blocks this node has written lately (key, until): written once, not once per refusal.
 MAX_KNOWN_BLOCKS = 10_000
 
 b = fraud_blocks.c
+fa = fraud_attempts.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +49,17 @@ class Journal:
         self._lifted: dict[str, float] = {}
         self._lifted_read = float("-inf")
         self._known: LRUCache[tuple[str, float], bool] = LRUCache(maxsize=MAX_KNOWN_BLOCKS)
+        self._recorded = 0
 
     async def record(self, attempt: Attempt, refusal: Refusal, now: float) -> None:
         async with self.db.write() as conn:
             await conn.execute(insert(fraud_attempts).values(**_attempt_row(attempt, refusal, now)))
             if refusal.until is not None and (refusal.key, refusal.until) not in self._known:
                 await conn.execute(self._block(attempt, refusal, now))
+            self._recorded += 1
+            if self._recorded % PRUNE_EVERY == 0:
+                await conn.execute(delete(fraud_attempts).where(fa.created_at < now - KEEP_S))
+                await conn.execute(delete(fraud_blocks).where(b.until < now - KEEP_S))
         if refusal.until is not None:
             self._known[(refusal.key, refusal.until)] = True
 
