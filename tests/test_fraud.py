@@ -277,3 +277,17 @@ async def test_pumping_attack_is_stopped_and_legitimate_users_are_not(fapi: Api)
     assert placed["attack"] <= 0.05 * 400, placed
     assert placed["legit"] >= 0.99 * 100, placed
     assert charged == pytest.approx(price * (placed["attack"] + placed["legit"]))
+
+
+async def test_a_service_without_verify_code_is_judged_on_clustered_numbers_only(
+    fapi: Api,
+) -> None:
+    """Its backend is its only address and no code is ever reported: volume from one
+    address is not suspect, a run of numbers still is (four times the minimum)."""
+    rng = random.Random(8)
+    for _ in range(100):
+        body, _ = await init_call(fapi, scattered(rng), ip="192.0.2.10")
+        assert body["status"] is True, body
+    answers = [(await init_call(fapi, f"7916444{i:04d}"))[0] for i in range(40)]
+    assert [b["status"] for b in answers[:32]] == [True] * 32
+    assert {b.get("code") for b in answers[32:]} == {64}

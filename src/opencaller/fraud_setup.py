@@ -44,7 +44,11 @@ def build_guard(
     store: CounterStore = DbCounters(db)
     if redis is not None:
         fast = RedisFraudCounters(
-            redis.redis, prefix=redis.prefix, breaker=redis.breaker, window_s=s.window_s
+            redis.redis,
+            prefix=redis.prefix,
+            breaker=redis.breaker,
+            batcher=redis.batcher,
+            window_s=s.window_s,
         )
         store = FallbackCounters(fast, store)
 

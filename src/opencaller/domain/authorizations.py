@@ -199,6 +199,7 @@ class Authorizations:
             row, new = await self.writes.reserved(service, values, is_test=is_test, now=now)
         if not new and unique is not None:
             return self._replay(row, phone, unique)  # a racing request with the key won
+        await self.guard.placed()  # the fraud guard counts the call it admitted
         await self._touch_service(service.id, now)
         self.notify()
         return InitResult(row, exists=False, unique=unique)

@@ -1,7 +1,7 @@
 """The fraud guard's counters in Redis (domain/fraud/counters.py has the contract).
 
 A hash per key and window (fields ``r``: calls, ``v``: codes entered), and a string per
-admitted call naming its keys. One pipelined round trip per reading, admission or code.
+admitted call naming its keys. One round trip per reading, attempt counted or code.
 Keys expire three windows after they were last written, so Redis cleans up after itself."""
 
 from __future__ import annotations
@@ -12,19 +12,51 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from .redis_batch import Script, ScriptBatcher
 from .redis_breaker import RedisBreaker
 
 INDEXED = ":channel:"  # keys the dashboards list (per-operator conversion by channel)
 
+# One round trip per counted attempt. KEYS[1] = the admission ("" for a refused attempt),
+# KEYS[2..] = the hashes of this window; ARGV = ttl, bucket, admission value, then the signal
+# keys and their index sets ("" when not indexed). A number admitted in this or the previous
+# window already is not counted again.
+_COUNT = """
+local ttl, bucket, n = tonumber(ARGV[1]), tonumber(ARGV[2]), #KEYS - 1
+if KEYS[1] ~= '' then
+  local old = redis.call('GET', KEYS[1])
+  if old and tonumber(string.match(old, '^%d+')) >= bucket - 1 then return 0 end
+  redis.call('SET', KEYS[1], ARGV[3], 'EX', ttl)
+end
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[i + 1], 'r', 1)
+  redis.call('EXPIRE', KEYS[i + 1], ttl)
+  local index = ARGV[3 + n + i]
+  if index ~= '' then
+    redis.call('SADD', index, ARGV[3 + i])
+    redis.call('EXPIRE', index, ttl)
+  end
+end
+return 1
+"""
+
 
 class RedisFraudCounters:
     def __init__(
-        self, client: aioredis.Redis, *, prefix: str, breaker: RedisBreaker, window_s: float
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str,
+        breaker: RedisBreaker,
+        batcher: ScriptBatcher,
+        window_s: float,
     ) -> None:
         self.redis = client
         self.prefix = f"{prefix}fg:"
         self.breaker = breaker
         self.ttl = max(1, math.ceil(3 * window_s))
+        self.batcher = batcher
+        self._count = Script(_COUNT)
 
     def _name(self, key: str, bucket: int) -> str:
         return f"{self.prefix}{key}:{bucket}"
@@ -58,33 +90,14 @@ class RedisFraudCounters:
     async def count(
         self, keys: Sequence[str], bucket: int, now: float, remember: tuple[int, str] | None
     ) -> None:
+        names = [self._name(k, bucket) for k in keys]
+        indexes = [self._index(k) if INDEXED in k else "" for k in keys]
+        admission = self._admission(*remember) if remember is not None else ""
+        value = f"{bucket} {' '.join(keys)}"
         async with self.breaker.guard():
-            if remember is not None:
-                # Counted once per number and window: only when this admission is new.
-                value = f"{bucket} {' '.join(keys)}"
-                fresh = await self.redis.set(
-                    self._admission(*remember), value, ex=self.ttl, nx=True
-                )
-                if not fresh:
-                    if await self._seen(remember, bucket):
-                        return
-                    await self.redis.set(self._admission(*remember), value, ex=self.ttl)
-            pipe = self.redis.pipeline(transaction=False)
-            for k in keys:
-                name = self._name(k, bucket)
-                pipe.hincrby(name, "r", 1)
-                pipe.expire(name, self.ttl)
-                if INDEXED in k:
-                    pipe.sadd(self._index(k), k)
-                    pipe.expire(self._index(k), self.ttl)
-            await pipe.execute()
-
-    async def _seen(self, remember: tuple[int, str], bucket: int) -> bool:
-        raw = await self.redis.get(self._admission(*remember))
-        if raw is None:
-            return False
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        return int(text.split(" ", 1)[0]) >= bucket - 1
+            await self.batcher.run(
+                self._count, [admission, *names], [self.ttl, bucket, value, *keys, *indexes]
+            )
 
     async def convert(self, service_id: int, phone: str) -> list[str]:
         async with self.breaker.guard():

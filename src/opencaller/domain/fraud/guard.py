@@ -2,12 +2,14 @@
 
 In order: geo-permissions (error 9), high-risk ranges (64, lasting), then the counted
 signals (64 with Retry-After, until the counts leave the window). A refusal is written to
-the journal with its reason and is never charged. An admitted call is counted, and its
-channel chosen by conversion when the service asks for it (routing.py)."""
+the journal with its reason and is never charged. An admitted call has its channel chosen by
+conversion when the service asks for it (routing.py), and is counted once its authorization
+is written (``placed``): a call the limits or the balance refuse later is not counted."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from ...errors import Code, UcallerError
@@ -26,6 +28,19 @@ from .signals import Attempt, channel_key, keys_of
 
 OperatorOf = Callable[[str], Awaitable[str]]
 a = authorizations.c
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    keys: list[str]
+    bucket: int
+    now: float
+    remember: tuple[int, str]
+
+
+# The admitted call of the request being served, counted once its row is written (placed):
+# per request (each runs in its own task), so concurrent requests never see each other's.
+PENDING: ContextVar[_Pending | None] = ContextVar("opencaller_fraud_pending", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +88,7 @@ class Guard:
     ) -> CallKind:
         """The channel to call with; raises error 64 (or 9) when the call must not be placed.
         Simulated calls (test numbers, test mode) cost nothing and are not guarded."""
+        PENDING.set(None)  # nothing left over from an earlier request that was refused later
         if simulated or not self.policy.enabled:
             return kind
         operator = await self.operator_of(phone)
@@ -91,8 +107,17 @@ class Guard:
         chosen = self._route(kind, channels, counts)
         counted = self._counted_keys(keys, counts)
         counted.append(channel_key(service.id, operator, chosen.value))
-        await self.store.count(counted, bucket, now, (service.id, phone))
+        PENDING.set(_Pending(counted, bucket, now, (service.id, phone)))
         return chosen
+
+    async def placed(self) -> None:
+        """The call admitted last in this request was accepted (its row is written): count
+        it. A call refused afterwards (limits, balance) costs nothing and is not counted."""
+        pending = PENDING.get()
+        if pending is None:
+            return
+        PENDING.set(None)
+        await self.store.count(pending.keys, pending.bucket, pending.now, pending.remember)
 
     async def _refused(
         self,
@@ -203,3 +228,6 @@ class NoGuard:
         simulated: bool,
     ) -> CallKind:
         return kind
+
+    async def placed(self) -> None:
+        return None
