@@ -11,14 +11,15 @@ database counts (the breaker logs the switch once each way).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...storage.database import Database
 from ...storage.fraud_tables import fraud_admissions, fraud_counters
@@ -28,9 +29,11 @@ log = logging.getLogger("opencaller.fraud")
 
 Counts = dict[str, tuple[int, int]]  # key -> (calls, codes entered)
 Remember = tuple[int, str]  # (service id, phone) of an admitted call
-# Rows of windows that no reading covers any more are deleted every CLEAN_EVERY attempts
-# counted by a node (the database store; Redis keys expire by themselves).
-CLEAN_EVERY = 1000
+# Rows of windows that no reading covers any more are deleted every CLEAN_EVERY writes of a
+# node (the database store; Redis keys expire by themselves).
+CLEAN_EVERY = 100
+FLUSH_EVERY_S = 0.2
+FLUSH_AT = 500  # (key, window) pairs waiting
 
 c = fraud_counters.c
 
@@ -85,13 +88,21 @@ def _admission(keys: Sequence[str], bucket: int, now: float, remember: Remember)
 
 
 class DbCounters:
-    """The counters in the database: one read per decision, one transaction per admission."""
+    """The counters in the database. Counts are added in memory and written together, at most
+    FLUSH_EVERY_S after the first or once FLUSH_AT are waiting, in one transaction: SQLite has
+    a single writer, and one more write transaction per initCall would halve its rate. Readings
+    add what this node has not written yet, so its own decisions are exact; other nodes (or
+    processes) see them up to FLUSH_EVERY_S late. A failed write is logged and dropped."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self._upsert = _upsert(db.sqlite)
         self._remember = _remember(db.sqlite)
-        self._counted = 0
+        self._flushes = 0
+        self._pending: dict[tuple[str, int], list[int]] = {}  # (key, bucket) -> [calls, codes]
+        self._admitted: dict[Remember, dict[str, Any]] = {}  # not written yet
+        self._first_pending = 0.0
+        self._lock = asyncio.Lock()
 
     async def read(self, keys: Sequence[str], buckets: Sequence[int]) -> Counts:
         q = (
@@ -101,46 +112,8 @@ class DbCounters:
         )
         async with self.db.read() as conn:
             rows = (await conn.execute(q)).all()
-        return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
-
-    async def count(
-        self, keys: Sequence[str], bucket: int, now: float, remember: Remember | None
-    ) -> None:
-        # Sorted: two transactions upserting the same keys take their row locks in one order.
-        rows = [{"k": k, "b": bucket, "r": 1, "v": 0} for k in sorted(keys)]
-        async with self.db.write() as conn:
-            if remember is not None:
-                if await self._seen(conn, remember, bucket):
-                    return
-                await conn.execute(self._remember, _admission(keys, bucket, now, remember))
-            await conn.execute(self._upsert, rows)
-            self._counted += 1
-            if self._counted % CLEAN_EVERY == 0:
-                await conn.execute(delete(fraud_counters).where(c.bucket < bucket - 2))
-                old = fraud_admissions.c.bucket < bucket - 2
-                await conn.execute(delete(fraud_admissions).where(old))
-
-    @staticmethod
-    async def _seen(conn: AsyncConnection, remember: Remember, bucket: int) -> bool:
-        """Whether this number was admitted in the window already (counted once: the
-        per-number limits deal with repeats, the signals with distinct numbers)."""
-        a = fraud_admissions.c
-        q = select(a.bucket).where(a.service_id == remember[0], a.phone == remember[1])
-        found = (await conn.execute(q)).scalar()
-        return found is not None and int(found) >= bucket - 1
-
-    async def convert(self, service_id: int, phone: str) -> list[str]:
-        a = fraud_admissions.c
-        where = (a.service_id == service_id, a.phone == phone)
-        async with self.db.write() as conn:
-            row = (await conn.execute(select(a.bucket, a.signal_keys).where(*where))).first()
-            if row is None:
-                return []
-            keys = sorted(str(row.signal_keys).split())
-            codes = [{"k": k, "b": row.bucket, "r": 0, "v": 1} for k in keys]
-            await conn.execute(self._upsert, codes)
-            await conn.execute(delete(fraud_admissions).where(*where))
-        return keys
+        found = {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+        return self._with_pending(found, set(keys).__contains__, buckets)
 
     async def scan(self, prefix: str, buckets: Sequence[int]) -> Counts:
         """Every key under ``prefix`` (for the dashboards, not for decisions)."""
@@ -151,7 +124,101 @@ class DbCounters:
         )
         async with self.db.read() as conn:
             rows = (await conn.execute(q)).all()
-        return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+        found = {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+        return self._with_pending(found, lambda k: k.startswith(prefix), buckets)
+
+    def _with_pending(
+        self, found: Counts, wanted: Callable[[str], bool], buckets: Sequence[int]
+    ) -> Counts:
+        for (key, bucket), (calls, codes) in self._pending.items():
+            if bucket in buckets and wanted(key):
+                old = found.get(key, (0, 0))
+                found[key] = (old[0] + calls, old[1] + codes)
+        return found
+
+    async def count(
+        self, keys: Sequence[str], bucket: int, now: float, remember: Remember | None
+    ) -> None:
+        if remember is not None:
+            if await self._seen(remember, bucket):
+                return
+            self._admitted[remember] = _admission(keys, bucket, now, remember)
+        for k in keys:
+            self._add(k, bucket, 0)
+        await self._maybe_flush(bucket)
+
+    async def convert(self, service_id: int, phone: str) -> list[str]:
+        local = self._admitted.pop((service_id, phone), None)
+        if local is not None:
+            keys, bucket = str(local["signal_keys"]).split(), int(local["bucket"])
+        else:
+            found = await self._take_admission(service_id, phone)
+            if found is None:
+                return []
+            keys, bucket = found
+        for k in keys:
+            self._add(k, bucket, 1)
+        await self._maybe_flush(bucket)
+        return keys
+
+    def _add(self, key: str, bucket: int, column: int) -> None:
+        if not self._pending:
+            self._first_pending = time.monotonic()
+        counts = self._pending.setdefault((key, bucket), [0, 0])
+        counts[column] += 1
+
+    async def _seen(self, remember: Remember, bucket: int) -> bool:
+        """Whether this number was counted in the window already (counted once: the
+        per-number limits deal with repeats, the signals with distinct numbers)."""
+        local = self._admitted.get(remember)
+        if local is not None:
+            return int(local["bucket"]) >= bucket - 1
+        a = fraud_admissions.c
+        q = select(a.bucket).where(a.service_id == remember[0], a.phone == remember[1])
+        async with self.db.read() as conn:
+            found = (await conn.execute(q)).scalar()
+        return found is not None and int(found) >= bucket - 1
+
+    async def _take_admission(self, service_id: int, phone: str) -> tuple[list[str], int] | None:
+        a = fraud_admissions.c
+        where = (a.service_id == service_id, a.phone == phone)
+        async with self.db.write() as conn:
+            row = (await conn.execute(select(a.bucket, a.signal_keys).where(*where))).first()
+            if row is None:
+                return None
+            await conn.execute(delete(fraud_admissions).where(*where))
+        return str(row.signal_keys).split(), int(row.bucket)
+
+    async def _maybe_flush(self, bucket: int) -> None:
+        due = time.monotonic() - self._first_pending >= FLUSH_EVERY_S
+        if self._pending and (due or len(self._pending) >= FLUSH_AT):
+            await self.flush(bucket)
+
+    async def flush(self, bucket: int) -> None:
+        """Write what this node counted (one transaction)."""
+        async with self._lock:
+            pending, self._pending = self._pending, {}
+            admitted, self._admitted = self._admitted, {}
+            if not pending and not admitted:
+                return
+            # Sorted: two transactions upserting the same keys take their row locks in order.
+            rows = [{"k": k, "b": b, "r": v[0], "v": v[1]} for (k, b), v in sorted(pending.items())]
+            try:
+                await self._write(rows, list(admitted.values()), bucket)
+            except Exception:
+                log.warning("fraud counters not written: %d keys dropped", len(rows), exc_info=True)
+
+    async def _write(self, rows: list[dict[str, Any]], admitted: list[Any], bucket: int) -> None:
+        async with self.db.write() as conn:
+            if admitted:
+                await conn.execute(self._remember, admitted)
+            if rows:
+                await conn.execute(self._upsert, rows)
+            self._flushes += 1
+            if self._flushes % CLEAN_EVERY == 0:
+                await conn.execute(delete(fraud_counters).where(c.bucket < bucket - 2))
+                old = fraud_admissions.c.bucket < bucket - 2
+                await conn.execute(delete(fraud_admissions).where(old))
 
 
 class FallbackCounters:
