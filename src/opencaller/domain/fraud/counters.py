@@ -182,6 +182,9 @@ class DbCounters:
     async def _take_admission(self, service_id: int, phone: str) -> tuple[list[str], int] | None:
         a = fraud_admissions.c
         where = (a.service_id == service_id, a.phone == phone)
+        async with self.db.read() as conn:  # most codes have nothing here: no write then
+            if (await conn.execute(select(a.bucket).where(*where))).first() is None:
+                return None
         async with self.db.write() as conn:
             row = (await conn.execute(select(a.bucket, a.signal_keys).where(*where))).first()
             if row is None:
