@@ -154,6 +154,9 @@ class Setup:
             "OPENCALLER_SIMULATOR__DELAY_S": "0.2",
             "OPENCALLER_SIMULATOR__LOG_PATH": str(self.workdir / "calls.jsonl"),
             "OPENCALLER_DISPATCH_CONCURRENCY": "5000",
+            # Sequential synthetic numbers from a service that never enters a code are what
+            # the fraud guard refuses (docs/antifraud.md); bench/fraud.py measures the guard.
+            "OPENCALLER_FRAUD__ENABLED": "false",
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics"),
         }
         if self.redis_url:

@@ -29,6 +29,13 @@ class SimulatorSettings(BaseModel):
     log_path: str | None = None
     # Confirmation number handed out by inboundCallWaiting when no SIP trunk is configured.
     inbound_number: str | None = "79990000000"
+    # Whether a subscriber "enters the code" (docs/antifraud.md): probability per number
+    # prefix and channel, e.g. {"7916": {"flash": 0.2, "voice": 0.9}}; the longest prefix
+    # wins, numbers under no prefix use conversion_default. Read by tests and bench/fraud.py
+    # through Simulator.converts, which draws from a generator seeded with conversion_seed.
+    conversion: dict[str, dict[str, float]] = Field(default_factory=dict)
+    conversion_default: float = Field(default=1.0, ge=0, le=1)
+    conversion_seed: int = 1
 
     @field_validator("outcomes")
     @classmethod
@@ -41,6 +48,43 @@ class SimulatorSettings(BaseModel):
                 raise ValueError(f"{raw!r} is not a phone number (ASCII digits, + - ( ) spaces)")
             found[number] = outcome
         return found
+
+
+class FraudSettings(BaseModel):
+    """The fraud guard before every call (domain/fraud, docs/antifraud.md).
+
+    Defaults are set so that an application whose codes are entered at a normal rate never
+    meets them: a rule trips only on many calls with almost no code entered."""
+
+    enabled: bool = True
+    # Geo-permissions: a service created with them (every new one, when geo_default) calls
+    # only these countries until its customer or the operator opens others.
+    home_countries: list[str] = Field(default_factory=lambda: ["RU"])
+    geo_default: bool = True
+    # Counting window: counts cover the current and the previous window (1 to 2 windows).
+    window_s: float = Field(default=3600.0, gt=0)
+    # A key (prefix, address, client) is suspect below this share of codes entered...
+    min_conversion: float = Field(default=0.1, ge=0, le=1)
+    # ...once it has at least this many calls in the window:
+    run_min_requests: int = Field(default=8, ge=1)  # one hundred consecutive numbers
+    prefix8_min_requests: int = Field(default=15, ge=1)  # the number's first 8 digits
+    prefix7_min_requests: int = Field(default=25, ge=1)  # the number's first 7 digits
+    origin_min_requests: int = Field(default=20, ge=1)  # one client address
+    client_min_requests: int = Field(default=20, ge=1)  # one `client` value of a service
+    # Whole operators and countries: only a near-total absence of codes on a large sample.
+    operator_min_requests: int = Field(default=300, ge=1)
+    operator_min_conversion: float = Field(default=0.02, ge=0, le=1)
+    # Services that never report a code (no verifyCode) have no conversion to measure: for
+    # them the same rules need this many times the calls.
+    blind_factor: float = Field(default=4.0, ge=1)
+    # Premium-rate and IRSF-known ranges (one prefix a line, # comments); None: the list
+    # shipped in the package (domain/fraud/data/high_risk.txt).
+    high_risk_ranges_path: str | None = None
+    # Channel routing (service setting channel = "auto", and mix when route_mix).
+    route_mix: bool = False
+    routing_min_sample: int = Field(default=20, ge=1)  # calls per channel before comparing
+    routing_epsilon: float = Field(default=0.1, ge=0, le=1)  # share of calls that explore
+    routing_seed: int | None = None  # fixed: the same choices every run (tests, bench)
 
 
 class Settings(BaseSettings):
@@ -131,6 +175,8 @@ class Settings(BaseSettings):
     webhook_retention_days: float = Field(default=30.0, ge=0)  # delivered or failed deliveries
     retention_interval_s: float = Field(default=3600.0, gt=0)  # between two purges
     retention_batch: int = Field(default=500, ge=1)  # rows per delete (one short transaction)
+    # The fraud guard and conversion routing (docs/antifraud.md)
+    fraud: FraudSettings = Field(default_factory=FraudSettings)
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -30,6 +30,7 @@ class Code(IntEnum):
     NO_ATTEMPTS_LEFT = 61
     CODE_EXPIRED = 62
     ALREADY_VERIFIED = 63
+    SUSPECTED_FRAUD = 64  # the fraud guard (domain/fraud) refused to place the call
     AUTH_FAILED = 401
     METHOD_NOT_SUPPORTED = 405
     TOO_MANY_REQUESTS = 429
@@ -64,6 +65,7 @@ MESSAGES: dict[Code, str] = {
     Code.NO_ATTEMPTS_LEFT: "No attempts left to check a code for this authorization",
     Code.CODE_EXPIRED: "The code has expired; start a new authorization",
     Code.ALREADY_VERIFIED: "The authorization is already verified; this is not its code",
+    Code.SUSPECTED_FRAUD: "Suspected fraud: the call was not placed",
     Code.AUTH_FAILED: "Authentication failed. Make sure you are using the correct authentication"
     " scheme. (https://developer.ucaller.ru/)",
     Code.METHOD_NOT_SUPPORTED: "Method not supported",

@@ -13,6 +13,7 @@ from .domain import limits, retention
 from .domain.authentication import Authenticator
 from .domain.authorizations import Authorizations, Policy
 from .domain.clock import Clock
+from .domain.fraud.setup import build_guard
 from .domain.inbound import InboundVerifications
 from .domain.throttle import Counters, MemoryCounters
 from .domain.throttle_fallback import FallbackCounters
@@ -145,6 +146,14 @@ class Runtime:
             voice_countries=frozenset(settings.voice_countries),
             require_verified_phone=settings.require_verified_phone,
         )
+        self.fraud = build_guard(
+            settings.fraud,
+            db=self.db,
+            clock=self.clock,
+            redis=self.redis,
+            directory=self.directory,
+            voice_countries=self.policy.voice_countries,
+        )
         self.authorizations = Authorizations(
             self.db,
             self.clock,
@@ -153,6 +162,7 @@ class Runtime:
             notify=self._notify,
             confirmation_number=self.provider.confirmation_number,
             limit_store=self._limit_store(),
+            guard=self.fraud,
         )
         self.inbound = InboundVerifications(
             self.db, self.authorizations, self.directory, self.clock

@@ -10,10 +10,12 @@ from starlette.staticfiles import StaticFiles
 from ..runtime import Runtime
 from .views import (
     admin_accounts,
+    admin_fraud,
     admin_tariffs,
     admin_traffic,
     auth,
     balance,
+    fraud,
     log,
     security,
     services,
@@ -38,6 +40,8 @@ def routes(rt: Runtime) -> list[BaseRoute]:
         admin_traffic,
         admin_accounts,
         admin_tariffs,
+        fraud,
+        admin_fraud,
     ):
         out.extend(area.routes(dash))
     out.append(Mount("/static", app=StaticFiles(directory=STATIC), name="static"))

@@ -371,5 +371,37 @@ RU: dict[str, str] = {
     "Unknown channel.": "Неизвестный канал.",
     "Unknown country code.": "Неизвестный код страны.",
     "The price is a number of roubles, zero or more.": "Цена — число рублей, ноль или больше.",
+    # fraud guard
+    "Fraud guard": "Защита от фрода",
+    "All": "Все",
+    "Calls refused before they were placed are never charged. Last {n} days.":
+        "Звонки, отклонённые до набора, не оплачиваются. Последние {n} дн.",
+    "Refusals by reason": "Отказы по причинам",
+    "Rule": "Правило",
+    "Refused": "Отклонено",
+    "No refused calls in this period.": "За этот период отклонённых звонков нет.",
+    "Refused calls": "Отклонённые звонки",
+    "Address": "Адрес",
+    "Error": "Ошибка",
+    "Conversion by operator and channel": "Конверсия по операторам и каналам",
+    "Codes entered": "Введено кодов",
+    "No calls in the last hours.": "За последние часы звонков нет.",
+    "Geo-permissions: call only the home countries ({home}) and those opened below":
+        "Гео-разрешения: звонить только в домашние страны ({home}) и открытые ниже",
+    "Opened countries": "Открытые страны",
+    "As requested": "Как в запросе",
+    "Automatic, by conversion": "Автоматически, по конверсии",
+    "Blocks in force": "Действующие блокировки",
+    "Key": "Ключ",
+    "Until": "До",
+    "Lifted by {who}": "Снята: {who}",
+    "Lift": "Снять",
+    "No blocks in force.": "Действующих блокировок нет.",
+    "Open countries for a service": "Открыть страны для сервиса",
+    "Countries": "Страны",
+    "Open": "Открыть",
+    "Countries are two-letter codes, like KZ or UZ.":
+        "Страны — двухбуквенные коды, например KZ или UZ.",
+    "Block lifted.": "Блокировка снята.",
 }
 # fmt: on

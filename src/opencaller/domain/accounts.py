@@ -216,7 +216,8 @@ async def create_service(
             enabled=True,
             archived=False,
             test_mode=test_mode,
-            settings=(settings or ServiceSettings()).model_dump(),
+            # a new service starts with geo-permissions (docs/antifraud.md)
+            settings=(settings or ServiceSettings(geo_restricted=True)).model_dump(),
             created_at=now,
         )
         .returning(services.c.id)

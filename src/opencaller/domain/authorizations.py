@@ -28,6 +28,7 @@ from . import billing
 from .accounts import Account, Service
 from .clock import Clock
 from .countries import country_of
+from .fraud.guard import Guard, NoGuard
 from .limits import LimitStore
 from .phones import new_code
 from .records import (
@@ -111,8 +112,10 @@ class Authorizations:
         notify: Callable[[], None] | None = None,
         confirmation_number: Callable[[str], str | None] | None = None,
         limit_store: LimitStore | None = None,
+        guard: Guard | NoGuard | None = None,
     ) -> None:
         self.db = db
+        self.guard = guard or NoGuard()  # domain/fraud: refuses or routes before any charge
         self.clock = clock
         self.policy = policy
         self.check_call = check_call
@@ -173,6 +176,7 @@ class Authorizations:
             found = await self.writes.find_unique(service.id, unique)
             if found is not None:
                 return self._replay(found, phone, unique)
+        kind = await self.guard.admit(service, account, phone=phone, country=country, kind=kind, client=client, simulated=simulated)  # noqa: E501
 
         price = 0
         if not simulated:
@@ -195,6 +199,7 @@ class Authorizations:
             row, new = await self.writes.reserved(service, values, is_test=is_test, now=now)
         if not new and unique is not None:
             return self._replay(row, phone, unique)  # a racing request with the key won
+        await self.guard.placed()  # the fraud guard counts the call it admitted
         await self._touch_service(service.id, now)
         self.notify()
         return InitResult(row, exists=False, unique=unique)

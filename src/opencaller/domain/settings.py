@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -20,3 +22,10 @@ class ServiceSettings(BaseModel):
     # them), and how long after initCall a code can be checked.
     verify_attempts: int = Field(default=5, ge=1)
     verify_ttl_s: int = Field(default=600, ge=1)
+    # Geo-permissions (domain/fraud/geo.py): when set, only the installation's home
+    # countries and those in open_countries may be called. Absent on services created before
+    # the fraud guard, which therefore keep every country open.
+    geo_restricted: bool = False
+    open_countries: list[str] = Field(default_factory=list)
+    # "auto": flash or voice chosen per destination operator by measured conversion.
+    channel: Literal["request", "auto"] = "request"

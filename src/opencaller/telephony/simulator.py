@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 
 import orjson
@@ -29,6 +30,7 @@ class Simulator:
         self.settings = settings or SimulatorSettings()
         self._inbound: list[InboundHandler] = []
         self.calls_started = 0
+        self._conversion = random.Random(self.settings.conversion_seed)
 
     async def start(self) -> None:
         return None
@@ -47,6 +49,17 @@ class Simulator:
 
     def confirmation_number(self, caller: str) -> str | None:
         return self.settings.inbound_number
+
+    def converts(self, destination: str, channel: str) -> bool:
+        """Whether the subscriber at ``destination`` enters the code of a ``channel`` call
+        (settings ``conversion``: probability per number prefix and channel). The network
+        cannot type codes: tests and bench/fraud.py ask this, then call verifyCode or not."""
+        rates = self.settings.conversion
+        prefix = max((p for p in rates if destination.startswith(p)), key=len, default=None)
+        rate = self.settings.conversion_default
+        if prefix is not None:
+            rate = rates[prefix].get(channel, rate)
+        return self._conversion.random() < rate
 
     def on_inbound(self, handler: InboundHandler) -> None:
         self._inbound.append(handler)

@@ -20,6 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from ..domain.fraud.origin import ORIGIN
 from ..domain.outages import describe, is_unavailable
 from ..errors import Code, UcallerError
 from ..observability import metrics, probes
@@ -101,7 +102,9 @@ def api_endpoint(rt: Runtime) -> Callable[[Request], Any]:
             args = await read_args(request, max_fields=rt.settings.max_form_fields)
             now = rt.clock.now()
             key, service_id = credentials(args)
-            caller = await rt.auth.authenticate(key, service_id, client_ip(request, trusted), now)
+            ip = client_ip(request, trusted)
+            ORIGIN.set(ip)  # the fraud guard counts calls per client address
+            caller = await rt.auth.authenticate(key, service_id, ip, now)
             body = await METHODS[name](rt, caller, args)
             return json_response(body)
         except UcallerError as err:

@@ -159,6 +159,7 @@ async def verify_code(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]
         raise UcallerError(Code.BAD_PARAMETER, "Parameter 'code' must be 1 to 4 digits")
     unique = args.text("unique", max_len=64) or None
     result = await check_code(rt.db, caller.service, uid, code, now=rt.clock.now(), unique=unique)
+    await rt.fraud.converted(caller.service.id, result.ucaller_id)  # conversion: domain/fraud
     return views.verified(result)
 
 

@@ -480,6 +480,7 @@ METHODS: tuple[Method, ...] = (
             Code.HOURLY_LIMIT,
             Code.LOW_BALANCE,
             Code.PHONE_NOT_VERIFIED,
+            Code.SUSPECTED_FRAUD,
         ),
     ),
     Method(
@@ -630,8 +631,8 @@ def _answer(component: str, *, errors: bool = True) -> Schema:
     if errors:
         response["headers"] = {
             "Retry-After": {
-                "description": "With errors 0, 18, 19, 50 and 429: seconds until a request"
-                " would pass.",
+                "description": "With errors 0, 18, 19, 50 and 429, and error 64 when the refusal"
+                " is temporary: seconds until a request would pass.",
                 "schema": {"type": "integer", "minimum": 0},
             }
         }

@@ -13,6 +13,7 @@ from sqlalchemy.pool import NullPool
 # Importing these registers their tables on the shared metadata, for autogenerate.
 from opencaller.storage import (  # noqa: F401
     dashboard_tables,
+    fraud_tables,
     numbering_tables,
     webhook_tables,
 )
