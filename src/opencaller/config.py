@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     webhook_retention_days: float = Field(default=30.0, ge=0)  # delivered or failed deliveries
     retention_interval_s: float = Field(default=3600.0, gt=0)  # between two purges
     retention_batch: int = Field(default=500, ge=1)  # rows per delete (one short transaction)
+    # API processes that only take requests; calls are placed by `opencaller worker`.
+    # `serve --no-dispatch` sets it (OPENCALLER_NO_DISPATCH) for every API process it starts.
+    no_dispatch: bool = False
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -284,7 +284,8 @@ def check_language(language: str) -> None:
         raise ValueError(f"no voice prompts for language {language!r}; have {sorted(PHRASES)}")
 
 
-_default = PromptCache(os.environ.get("OPENCALLER_PROMPT_CACHE") or None)
+# In memory; a SIP trunk's prompts can be kept on disk too (Settings.sip's prompt_cache_dir).
+_default = PromptCache()
 
 
 def default_cache() -> PromptCache:
