@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,26 @@ def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     cfg.write_text('provider = "simulator"\nlease_s = 7.5\n')
     monkeypatch.setenv("OPENCALLER_CONFIG", str(cfg))
     assert load_settings().lease_s == 7.5
+
+
+@pytest.mark.parametrize(("value", "dispatches"), [(None, True), ("1", False), ("true", False)])
+def test_no_dispatch_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, dispatches: bool
+) -> None:
+    """`serve --no-dispatch` reaches every API process uvicorn starts as OPENCALLER_NO_DISPATCH,
+    read like any other setting by the app factory."""
+    from opencaller import server
+
+    monkeypatch.delenv("OPENCALLER_CONFIG", raising=False)
+    monkeypatch.setenv("OPENCALLER_DATABASE_URL", f"sqlite:///{tmp_path}/oc.db")
+    if value is None:
+        monkeypatch.delenv("OPENCALLER_NO_DISPATCH", raising=False)
+    else:
+        monkeypatch.setenv("OPENCALLER_NO_DISPATCH", value)
+    assert load_settings().no_dispatch is not dispatches
+    root = logging.getLogger()  # build_app sets up this process's logging: put it back after
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    app = server.build_app()  # RequestLimits around the API's front, around Starlette
+    runtime = app.app.app.state.runtime  # type: ignore[attr-defined]
+    assert (runtime.dispatcher is not None) is dispatches

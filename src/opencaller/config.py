@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     retention_batch: int = Field(default=500, ge=1)  # rows per delete (one short transaction)
     # The fraud guard and conversion routing (docs/antifraud.md)
     fraud: FraudSettings = Field(default_factory=FraudSettings)
+    # API processes that only take requests; calls are placed by `opencaller worker`.
+    # `serve --no-dispatch` sets it (OPENCALLER_NO_DISPATCH) for every API process it starts.
+    no_dispatch: bool = False
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

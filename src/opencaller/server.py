@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from starlette.types import ASGIApp
 
 from .app import create_app
@@ -22,9 +20,8 @@ def build_app() -> ASGIApp:
     settings = load_settings()
     setup_logging(settings.log_level, json=settings.log_json)
     protocol.configure(settings)  # uvicorn loads the app before it accepts connections
-    dispatch = os.environ.get("OPENCALLER_NO_DISPATCH", "") not in ("1", "true")
     return RequestLimits(
-        create_app(Runtime(settings, dispatch=dispatch)),
+        create_app(Runtime(settings, dispatch=not settings.no_dispatch)),
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
         page_prefixes=PAGE_PREFIXES,

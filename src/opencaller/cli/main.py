@@ -154,6 +154,7 @@ def serve(
     else:
         _run(settings, lambda db: ensure_tariff(db, now))
     if no_dispatch:
+        # Settings.no_dispatch of the API processes uvicorn starts (they read the environment).
         os.environ["OPENCALLER_NO_DISPATCH"] = "1"
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # One set of metrics for all API processes (prometheus_client multiprocess mode).

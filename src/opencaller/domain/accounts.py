@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..storage.tables import account_logs, accounts, services, tariffs
+from ..storage.tables import account_logs, accounts, services
 from .settings import ServiceSettings
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
@@ -105,10 +105,6 @@ async def get_account_by_email(conn: AsyncConnection, email: str) -> Account | N
     q = select(accounts).where(accounts.c.email == email.strip().lower())
     row = (await conn.execute(q)).first()
     return Account.from_row(row) if row else None
-
-
-async def tariff_id_by_code(conn: AsyncConnection, code: str) -> int | None:
-    return (await conn.execute(select(tariffs.c.id).where(tariffs.c.code == code))).scalar()
 
 
 async def create_account(

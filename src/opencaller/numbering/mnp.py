@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import delete, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opencaller.numbering.registry import (
     BATCH,
@@ -163,12 +163,3 @@ async def import_mnp(engine: AsyncEngine, path: str | Path) -> ImportResult:
         warnings=warnings,
         version=version,
     )
-
-
-async def find_ported(conn: AsyncConnection, phone: int) -> PortedNumber | None:
-    row = (
-        await conn.execute(select(ported_numbers).where(ported_numbers.c.number == phone))
-    ).first()
-    if row is None:
-        return None
-    return PortedNumber(number=int(row.number), operator=str(row.operator), mnc=row.mnc)

@@ -205,6 +205,8 @@ def table_name() -> str:
 def cache_dirs() -> list[Path]:
     """Where the table is looked for and built, in order (see the module docstring)."""
     first: Path | None = _configured_dir
+    # Platform conventions (systemd, XDG) besides Settings.cache_dir's own variable, read
+    # here too for processes that never load the settings (the builder child, library use).
     for variable, sub in (
         ("OPENCALLER_CACHE_DIR", ""),
         ("CACHE_DIRECTORY", ""),

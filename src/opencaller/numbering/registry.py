@@ -387,8 +387,3 @@ async def find_range(conn: AsyncConnection, national_number: int) -> dict[str, A
     if row is None or row.range_to < national_number:
         return None
     return dict(row._mapping)
-
-
-async def loaded_categories(conn: AsyncConnection) -> set[str]:
-    result = await conn.execute(select(numbering_ranges.c.category).distinct())
-    return {str(value) for value in result.scalars()}

@@ -189,6 +189,7 @@ class Probes(Collector):
 
 
 def render(queue: QueueDepth | None = None, probes: Probes | None = None) -> bytes:
+    # prometheus_client's own variable (its multiprocess mode), not one of our settings.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

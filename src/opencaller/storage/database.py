@@ -5,6 +5,12 @@
 - SQLite: writers open ``BEGIN IMMEDIATE``, taking the database write lock at the start, so a
   read-check-write sequence cannot interleave with another writer, in this or another process.
   Readers use a separate engine with ordinary deferred transactions.
+
+One pool per process: SQLAlchemy's (storage/db.py sets its size and timeouts). Hot statements
+(storage/hot.py) run on the asyncpg connection under one of its pooled connections, so they
+share its bounds. Never run one while the same task holds a connection from ``write`` or
+``read``: with every connection held by a task waiting for a second, all would wait until the
+acquire timeout.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .db import DbTimeouts, asyncpg_dsn, create_engine, is_sqlite
+from .db import DbTimeouts, create_engine, is_sqlite
 from .hot import Hot
 from .outage import is_unavailable
 
@@ -36,12 +42,6 @@ def _immediate(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
-    """Hot statements leave no session state (no locks, LISTEN or SET) behind, so the
-    pool's default reset, a round trip on every release, has nothing to undo. asyncpg still
-    rolls back a transaction left open."""
-
-
 class Database:
     def __init__(
         self, url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = None
@@ -50,8 +50,6 @@ class Database:
         self.sqlite = is_sqlite(url)
         self.pool_size = pool_size
         self.timeouts = timeouts or DbTimeouts()
-        self._pool: asyncpg.Pool | None = None
-        self._pool_lock = asyncio.Lock()
         self.reader: AsyncEngine = create_engine(url, pool_size=pool_size, timeouts=timeouts)
         # SQLite has one writer at a time. Queueing this process's writers on a lock keeps them
         # out of SQLite's busy handler, which sleeps up to 100 ms between retries.
@@ -83,26 +81,6 @@ class Database:
 
     # -- hot statements (storage/hot.py) ----------------------------------------------------
 
-    async def _asyncpg(self) -> asyncpg.Pool:
-        pool = self._pool
-        if pool is not None:
-            return pool
-        async with self._pool_lock:
-            if self._pool is None:
-                # No connection opened here (min_size 0): while the server is down, requests
-                # fail one by one within the connect timeout instead of queueing on this lock.
-                self._pool = await asyncpg.create_pool(
-                    asyncpg_dsn(self.url),
-                    min_size=0,
-                    # requests hold a connection for one statement: a few go a long way
-                    max_size=max(2, self.pool_size // 2),
-                    max_inactive_connection_lifetime=300,
-                    reset=_nothing_to_reset,
-                    timeout=self.timeouts.connect_s or 60,
-                    command_timeout=self.timeouts.statement_s,
-                )
-            return self._pool
-
     async def fetch_all(self, hot: Hot, params: Mapping[str, Any]) -> list[Row]:
         """The rows of a hot read, outside any transaction (each statement sees what was
         committed when it starts). Writes go through ``write_all``/``write_one``."""
@@ -122,19 +100,25 @@ class Database:
         return rows[0] if rows else None
 
     async def pg_fetch(self, sql: str, *args: Any) -> list[Row]:
-        """A statement written for PostgreSQL only (callers check ``sqlite`` first)."""
+        """A statement written for PostgreSQL only (callers check ``sqlite`` first), run on
+        the asyncpg connection under one of the engine's pooled connections: one pool per
+        process, with its size and acquire timeout, and asyncpg's statement cache and
+        command timeout. No transaction is begun, so the statement commits on its own and
+        the connection goes back with nothing to roll back."""
         assert not self.sqlite
-        pool = await self._asyncpg()
-        async with pool.acquire(timeout=self.timeouts.acquire_s) as conn:
-            try:
-                records: list[Row] = await conn.fetch(sql, *args)
-            except BaseException as exc:
-                # A statement that timed out, was cancelled or lost its server leaves the
-                # connection mid-operation: close it, so the pool opens a fresh one rather
-                # than handing this one out ("another operation is in progress").
-                if isinstance(exc, asyncio.CancelledError) or is_unavailable(exc):
-                    conn.terminate()
-                raise
+        pooled = await self.reader.raw_connection()
+        try:
+            driver: asyncpg.Connection = pooled.driver_connection
+            records: list[Row] = await driver.fetch(sql, *args)
+        except BaseException as exc:
+            # A statement that timed out, was cancelled or lost its server leaves the
+            # connection mid-operation: the pool closes it and opens a fresh one rather
+            # than handing this one out ("another operation is in progress").
+            if isinstance(exc, asyncio.CancelledError) or is_unavailable(exc):
+                pooled.invalidate(exc if isinstance(exc, Exception) else None)
+            raise
+        finally:
+            pooled.close()
         return records
 
     async def _hot(self, hot: Hot, params: Mapping[str, Any], *, write: bool) -> list[Row]:
@@ -161,8 +145,6 @@ class Database:
             return False
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
         await self.reader.dispose()
         if self.sqlite:
             await self._snapshot_free.dispose()

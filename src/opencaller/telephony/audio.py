@@ -101,18 +101,8 @@ def lin2alaw(samples: npt.NDArray[np.int16]) -> bytes:
     return out.astype(np.uint8).tobytes()
 
 
-def ulaw2lin(data: bytes) -> Pcm:
-    u = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
-    t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
-    return np.where(u & 0x80, 0x84 - t, t - 0x84).astype(np.int16)
-
-
 def encode(samples: Pcm, law: Law) -> bytes:
     return lin2ulaw(samples) if law == "ulaw" else lin2alaw(samples)
-
-
-def silence_byte(law: Law) -> int:
-    return 0xFF if law == "ulaw" else 0xD5
 
 
 # --- synthesis ------------------------------------------------------------------------------
@@ -272,19 +262,14 @@ class PromptCache:
     def prompt(self, code: str, language: str, *, law: Law = "ulaw", repeats: int = 2) -> bytes:
         return encode(self.pcm(code, language, repeats), law)
 
-    async def prompt_async(
-        self, code: str, language: str, *, law: Law = "ulaw", repeats: int = 2
-    ) -> bytes:
-        await self.warm(language)
-        return self.prompt(code, language, law=law, repeats=repeats)
-
 
 def check_language(language: str) -> None:
     if language not in PHRASES:
         raise ValueError(f"no voice prompts for language {language!r}; have {sorted(PHRASES)}")
 
 
-_default = PromptCache(os.environ.get("OPENCALLER_PROMPT_CACHE") or None)
+# In memory; a SIP trunk's prompts can be kept on disk too (Settings.sip's prompt_cache_dir).
+_default = PromptCache()
 
 
 def default_cache() -> PromptCache:

@@ -18,7 +18,6 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from sqlalchemy import or_, select, update
@@ -250,8 +249,3 @@ class WebhookDeliverer:
     async def aclose(self) -> None:
         if self._own_client:
             await self.client.aclose()
-
-
-async def run_deliverer(engine: AsyncEngine, stop: asyncio.Event | None = None, **kw: Any) -> None:
-    """Entry point for the service: ``asyncio.create_task(run_deliverer(engine, stop))``."""
-    await WebhookDeliverer(engine, **kw).run(stop)

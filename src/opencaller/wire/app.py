@@ -9,12 +9,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -131,22 +132,23 @@ async def health(rt: Runtime) -> Response:
     )
 
 
-class ApiApp(Starlette):
-    """Starlette, with uCaller method calls taken straight to their endpoint: the endpoint
-    answers every error itself, so the router and the error middlewares would only add time
+class ApiApp:
+    """The API's ASGI app: uCaller method calls go straight to their endpoint, everything
+    else (pages, /health, /metrics, lifespan) to the Starlette app it owns. The endpoint
+    answers every error itself, so the router and the middleware stack would only add time
     to the busiest requests."""
 
-    def __init__(self, api: Callable[[Request], Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._api = api
+    def __init__(self, api: Callable[[Request], Awaitable[Response]], app: Starlette) -> None:
+        self.api = api
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _api_request(scope):
-            scope["app"] = self
-            response = await self._api(Request(scope, receive))
+            scope["app"] = self.app  # what Starlette would set: request.app is the same app
+            response = await self.api(Request(scope, receive))
             await response(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def _api_request(scope: Scope) -> bool:
@@ -161,8 +163,13 @@ def _api_request(scope: Scope) -> bool:
     )
 
 
-def create_api_app(rt: Runtime, extra_routes: list[BaseRoute] | None = None) -> Starlette:
-    """The uCaller API, /health, /metrics and /livez; ``extra_routes`` are matched first."""
+def create_api_app(
+    rt: Runtime,
+    extra_routes: list[BaseRoute] | None = None,
+    middleware: list[Middleware] | None = None,
+) -> ApiApp:
+    """The uCaller API, /health, /metrics and /livez; ``extra_routes`` are matched first, and
+    ``middleware`` wraps every request but the uCaller method calls."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -189,6 +196,6 @@ def create_api_app(rt: Runtime, extra_routes: list[BaseRoute] | None = None) -> 
     routes.append(Route("/livez", livez, methods=["GET", "HEAD"]))
     routes.extend(openapi_routes())  # /openapi.json and /docs, open like /health
     routes.append(Route("/{path:path}", endpoint, methods=ALL_METHODS))
-    app = ApiApp(endpoint, routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.runtime = rt
-    return app
+    return ApiApp(endpoint, app)
