@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # Webhooks go to public addresses only; CIDR networks listed here are allowed as well,
     # e.g. ["10.20.0.0/16"] for receivers inside your own network.
     webhook_allowed_networks: list[str] = Field(default_factory=list)
+    # Webhook delivery (callback and status webhooks): the first retry's delay (doubling up to
+    # an hour), and how long a worker holds a delivery before another may take it over (more
+    # than the 10 s request timeout, or a slow receiver is sent the same event twice).
+    webhook_backoff_s: float = Field(default=5.0, gt=0)
+    webhook_lease_s: float = Field(default=60.0, gt=0)
     # Voice prompts: the espeak-ng binary, and how long synthesising one language's prompt
     # pieces may take before the voice call is given up (the process is killed).
     espeak: str = "espeak-ng"

@@ -28,6 +28,7 @@ from .telephony.base import CallReport, InboundCall, Provider
 from .telephony.simulator import Simulator
 from .webhooks.deliverer import WebhookDeliverer
 from .webhooks.destinations import DestinationPolicy
+from .webhooks.status import StatusDeliverer
 
 log = logging.getLogger("opencaller")
 
@@ -221,9 +222,21 @@ class Runtime:
         if self.listener is not None:
             await self.listener.start()
         deliverer = WebhookDeliverer(
-            self.db.writer, policy=self.webhook_destinations, poll_interval_s=0.5
+            self.db.writer,
+            policy=self.webhook_destinations,
+            poll_interval_s=0.5,
+            base_backoff_s=self.settings.webhook_backoff_s,
+            lease_s=self.settings.webhook_lease_s,
         )
         self._background.append(asyncio.create_task(deliverer.run(self._stop)))
+        status = StatusDeliverer(
+            self.db.writer,
+            policy=self.webhook_destinations,
+            poll_interval_s=0.5,
+            base_backoff_s=self.settings.webhook_backoff_s,
+            lease_s=self.settings.webhook_lease_s,
+        )
+        self._background.append(asyncio.create_task(status.run(self._stop)))
         self._background.append(asyncio.create_task(self._purge_periodically()))
 
     async def _purge_periodically(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, Integer, String, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..domain import billing
+from ..domain import billing, status_events
 from ..domain.authorizations import INBOUND_TTL_S
 from ..domain.clock import Clock
 from ..observability import metrics
@@ -86,13 +86,13 @@ _FINISH = Hot(
         finished_at=bindparam("b_now", type_=Float),
         lease_until=None,
     )
-    .returning(a.account_id, a.cost, a.refunded, a.kind)
+    .returning(a.account_id, a.cost, a.refunded, a.kind, *status_events.RETURNING)
 )
 
 
 # Claim up to :free queued rows, oldest first, skipping rows another dispatcher is claiming:
-# one statement, so on PostgreSQL it commits on its own.
-_CLAIM = Hot(
+# one statement, so on PostgreSQL it commits on its own (with the status events it records).
+_CLAIM = status_events.DialingClaim(
     update(authorizations)
     .where(
         a.id.in_(
@@ -235,7 +235,7 @@ class Dispatcher:
             return 0
         now = self.clock.now()
         params = {"free": free, "owner": self.name, "until": now + self.lease_s, "now": now}
-        rows = await self.db.write_all(_CLAIM, params)
+        rows = await _CLAIM.run(self.db, params)
         for r in rows:
             metrics.DISPATCH_DELAY.observe(max(0.0, now - r["created_at"]))
             request = CallRequest(int(r["id"]), r["phone"], r["code"], CallKind(r["kind"]))
@@ -357,19 +357,14 @@ class Dispatcher:
             "b_now": now,
         }
         if status == 1 or cost == 0:
-            if self._outcomes is not None:
+            if self._outcomes is not None:  # its statement records the status event too
                 written = await self._outcomes.write(params)
             else:
-                written = await self.db.write_one(_FINISH, params) is not None
+                written = await self._finish_one(params, refund_due=False)
             if not written:
                 return False  # someone else finalised it (lease lost)
-        else:  # the outcome and the refund are one transaction
-            async with self.db.write() as conn:
-                row = (await conn.execute(_FINISH.clause, params)).first()
-                if row is None:
-                    return False
-                if not row.refunded:
-                    await refund(conn, auth_id, row.account_id, row.cost, row.kind, now)
+        elif not await self._finish_one(params, refund_due=True):
+            return False
         metrics.CALLS.labels(report.outcome.value).inc()
         log.info(
             "call finished",
@@ -379,6 +374,26 @@ class Dispatcher:
                 "sip_code": report.sip_code,
             },
         )
+        return True
+
+    async def _finish_one(self, params: dict[str, Any], *, refund_due: bool) -> bool:
+        """One outcome in its own transaction, with its refund and its status event."""
+        auth_id, now = params["b_id"], params["b_now"]
+        async with self.db.write() as conn:
+            row = (await conn.execute(_FINISH.clause, params)).first()
+            if row is None:
+                return False
+            if refund_due and not row.refunded:
+                await refund(conn, auth_id, row.account_id, row.cost, row.kind, now)
+            await status_events.enqueue_finished(
+                conn,
+                row,
+                authorization_id=auth_id,
+                call_status=params["b_status"],
+                outcome=params["b_outcome"],
+                sip_code=params["b_sip_code"],
+                now=now,
+            )
         return True
 
     async def recover(self) -> int:
@@ -474,13 +489,22 @@ class Dispatcher:
                         finished_at=now,
                         lease_until=None,
                     )
-                    .returning(a.account_id, a.cost, a.refunded, a.kind)
+                    .returning(a.account_id, a.cost, a.refunded, a.kind, *status_events.RETURNING)
                 )
             ).first()
             if row is None:
                 return 0
             if row.cost > 0 and not row.refunded:
                 await refund(conn, auth_id, row.account_id, row.cost, row.kind, now)
+            await status_events.enqueue_finished(
+                conn,
+                row,
+                authorization_id=auth_id,
+                call_status=0,
+                outcome=report.outcome.value,
+                sip_code=None,
+                now=now,
+            )
         metrics.CALLS.labels(report.outcome.value).inc()
         log.warning(
             "call finalised by recovery",

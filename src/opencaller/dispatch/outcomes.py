@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..domain import status_events
 from ..storage.database import Database
 
 # Only the rows still ``dialing`` under this dispatcher's lease: a row whose lease was lost
-# and that another dispatcher finalised is left alone (and reported as not written).
-_FINISH_MANY = """
+# and that another dispatcher finalised is left alone (and reported as not written). The same
+# statement records the status events of services that want them.
+_FINISH_MANY = status_events.recording_finished("""
 UPDATE authorizations AS t
 SET dispatch_state = 'done', call_status = v.status, outcome = v.outcome,
     caller_id = v.caller_id, sip_code = v.sip_code, sip_reason = v.sip_reason,
@@ -24,8 +26,8 @@ FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text
             $7::int[], $8::float8[])
      AS v(id, status, outcome, caller_id, sip_code, sip_reason, q850, finished_at)
 WHERE t.id = v.id AND t.dispatch_state = 'dialing' AND t.lease_owner = $9
-RETURNING t.id
-"""
+RETURNING t.id, t.service_id, t.call_status, t.outcome, t.sip_code, t.finished_at
+""")
 
 _COLUMNS = ("b_id", "b_status", "b_outcome", "b_caller_id", "b_sip_code", "b_sip_reason")
 _COLUMNS_2 = ("b_q850", "b_now")

@@ -17,6 +17,7 @@ from ..storage.database import Database
 from ..storage.tables import authorizations
 from ..telephony.base import InboundCall, Outcome
 from ..webhooks.outbox import InboundCallPayload, enqueue_inbound_call
+from . import status_events
 from .authorizations import Authorizations
 from .clock import Clock
 
@@ -69,7 +70,7 @@ class InboundVerifications:
                     extra={"caller": caller, "called": called},
                 )
                 return None
-            await conn.execute(
+            changed = await conn.execute(
                 update(authorizations)
                 .where(a.id == auth.id, a.dispatch_state == "waiting")
                 .values(
@@ -81,6 +82,10 @@ class InboundVerifications:
                     finished_at=now,
                     verified_at=now,  # the call itself proves the number
                 )
+                .returning(*status_events.RETURNING)
+            )
+            await status_events.enqueue_inbound_verified(
+                conn, changed.one(), authorization_id=auth.id, now=now
             )
             payload = InboundCallPayload(
                 call_id=str(auth.id),

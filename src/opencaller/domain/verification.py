@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..errors import Code, UcallerError
 from ..storage.database import Database
 from ..storage.tables import authorizations
+from . import status_events
 from .accounts import Service
 from .records import BY_ID, OWNED, Authorization
 from .request_keys import Key, Taken, answer_of, claim, keep
@@ -163,7 +164,7 @@ async def _check(
     async with db.write() as conn:
         if key is not None:
             await claim(db, conn, key, root.id, now)
-        outcome = await _count(conn, uid, root, code, right, limit, now)
+        outcome = await _count(conn, service, uid, root, code, right, now)
         if key is not None:
             await keep(conn, key, _stored(outcome))
     if isinstance(outcome, UcallerError):
@@ -173,15 +174,16 @@ async def _check(
 
 async def _count(
     conn: AsyncConnection,
+    service: Service,
     uid: int,
     root: Authorization,
     code: str,
     right: bool,
-    limit: int,
     now: float,
 ) -> Outcome:
     """Spend one attempt and decide, inside the write transaction (nothing raised here, so
     the answer is kept with the count)."""
+    limit = service.settings.verify_attempts
     counted = (await conn.execute(_COUNT, {"root": root.id, "max": limit})).first()
     if counted is None:
         # Another check got in first: it used the last attempt or verified the chain.
@@ -196,4 +198,5 @@ async def _count(
     if not right:
         return UcallerError(Code.WRONG_CODE, extra={"attempts_left": _left(limit, used)})
     await conn.execute(_VERIFY, {"root": root.id, "now": now})
+    await status_events.enqueue_verified(conn, service, authorization_id=uid, now=now)
     return Verified(uid, now, _left(limit, used))
