@@ -454,13 +454,26 @@ def service_set(
         int | None,
         typer.Option(min=1, help="verifyCode: seconds after initCall a code can be checked."),
     ] = None,
+    status_url: Annotated[
+        str | None,
+        typer.Option(help="Where status webhooks are POSTed ('' turns them off)."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Change a service's settings and state."""
     from ..domain import accounts as acc
+    from ..domain import status_events
     from ..domain.settings import ServiceSettings
+    from ..webhooks.destinations import DestinationPolicy
 
     settings = _settings(config)
+    new_status_url = None if status_url is None else status_url.strip()
+    if new_status_url:
+        policy = DestinationPolicy.from_settings(settings.webhook_allowed_networks)
+        refusal = status_events.status_url_refusal(new_status_url, policy)
+        if refusal is not None:
+            typer.echo(f"--status-url refused: {refusal}", err=True)
+            raise typer.Exit(2)
 
     def split(v: str) -> list[str]:
         return [x.strip() for x in v.split(",") if x.strip()]
@@ -496,6 +509,8 @@ def service_set(
             if archived is not None:
                 values["archived"] = archived
             await acc.update_service(conn, service_id, **values)
+            if new_status_url is not None:
+                await status_events.set_status_url(conn, service_id, new_status_url or None)
             return new
 
     new = _run(settings, work)
@@ -503,6 +518,8 @@ def service_set(
         typer.echo(f"no service {service_id}", err=True)
         raise typer.Exit(1)
     typer.echo(new.model_dump_json())
+    if new_status_url is not None:
+        typer.echo(f"status_url: {new_status_url or 'off'}")
 
 
 if __name__ == "__main__":

@@ -371,5 +371,18 @@ RU: dict[str, str] = {
     "Unknown channel.": "Неизвестный канал.",
     "Unknown country code.": "Неизвестный код страны.",
     "The price is a number of roubles, zero or more.": "Цена — число рублей, ноль или больше.",
+    # status webhooks and conversion (our extension)
+    "Status webhooks": "Вебхуки статусов",
+    "Each change of an authorization (dialing, finished, verified) is POSTed here, signed like "
+    "the inbound webhook. Empty turns them off.": (
+        "Каждое изменение авторизации (звонок, итог, подтверждение) отправляется сюда "
+        "POST-запросом с подписью, как вебхук входящего звонка. Пустое поле отключает их."
+    ),
+    "Status URL": "URL для статусов",
+    "This status URL cannot be used: {why}": "Этот URL для статусов использовать нельзя: {why}",
+    "Status webhooks are on.": "Вебхуки статусов включены.",
+    "Status webhooks are off.": "Вебхуки статусов выключены.",
+    "status webhooks set": "вебхуки статусов включены",
+    "status webhooks off": "вебхуки статусов выключены",
 }
 # fmt: on

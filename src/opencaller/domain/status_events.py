@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from typing import cast as cast_row
 
-from sqlalchemy import Float, String, bindparam, cast, func, insert, literal, select
+from sqlalchemy import Float, String, bindparam, cast, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Update
 
@@ -28,6 +28,7 @@ from ..storage.database import Database, Row
 from ..storage.hot import Hot
 from ..storage.tables import authorizations, services
 from ..storage.webhook_tables import status_events
+from ..webhooks.destinations import DestinationPolicy
 from .accounts import Service
 
 DIALING = "dialing"
@@ -229,3 +230,23 @@ events AS (
 )
 SELECT id FROM done
 """
+
+
+# -- the service's status_url ------------------------------------------------------------------
+
+MAX_URL_LENGTH = 2048
+
+
+def status_url_refusal(url: str, policy: DestinationPolicy) -> str | None:
+    """Why ``url`` cannot be a status_url (the rules of callback URLs), or None."""
+    if len(url) > MAX_URL_LENGTH:
+        return f"the URL is longer than {MAX_URL_LENGTH} characters"
+    return policy.refusal(url)
+
+
+async def set_status_url(conn: AsyncConnection, service_id: int, url: str | None) -> None:
+    """Start (a URL) or stop (None) recording status events for the service. Checked first
+    with ``status_url_refusal``; nodes see it within their service cache time."""
+    await conn.execute(
+        update(services).where(services.c.id == service_id).values(status_url=url or None)
+    )
