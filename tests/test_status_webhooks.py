@@ -120,6 +120,17 @@ async def recorded(api: Api) -> list[Any]:
         return list((await conn.execute(select(status_events).order_by(status_events.c.id))).all())
 
 
+async def settled(api: Api, within_s: float = 30.0) -> list[Any]:
+    """The recorded events once none is pending (the receiver may answer before the worker
+    has written down that it did)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        rows = await recorded(api)
+        if all(r.state != "pending" for r in rows) or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.05)
+
+
 def kinds_of(events: list[dict[str, Any]], uid: int) -> list[str]:
     return [e["event"] for e in events if e["ucaller_id"] == uid]
 
@@ -137,7 +148,7 @@ async def test_events_arrive_signed_once_each_and_in_order_despite_failures(
             missed = await start(api, NOT_REACHED)
             missed_info = await api.wait_final(missed)
             await wait_for("five events accepted", lambda: len(rec.accepted()) >= 5)
-            rows = await recorded(api)
+            rows = await settled(api)
     # Every request is signed with the service's key and names its kind in a header.
     parsed: list[StatusEvent] = []
     for headers, body, _ in rec.got:

@@ -227,6 +227,7 @@ class Runtime:
             poll_interval_s=0.5,
             base_backoff_s=self.settings.webhook_backoff_s,
             lease_s=self.settings.webhook_lease_s,
+            timeout_s=self.settings.webhook_timeout_s,
         )
         self._background.append(asyncio.create_task(deliverer.run(self._stop)))
         status = StatusDeliverer(
@@ -235,6 +236,7 @@ class Runtime:
             poll_interval_s=0.5,
             base_backoff_s=self.settings.webhook_backoff_s,
             lease_s=self.settings.webhook_lease_s,
+            timeout_s=self.settings.webhook_timeout_s,
         )
         self._background.append(asyncio.create_task(status.run(self._stop)))
         self._background.append(asyncio.create_task(self._purge_periodically()))

@@ -16,7 +16,6 @@ none of them (they are marked failed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -90,6 +89,7 @@ class StatusDeliverer:
         max_backoff_s: float = 3600.0,
         poll_interval_s: float = 1.0,
         max_attempts: int = MAX_ATTEMPTS,
+        concurrency: int = 100,
     ) -> None:
         self.engine = engine
         self._own_client = client is None
@@ -102,13 +102,14 @@ class StatusDeliverer:
         self.max_backoff_s = max_backoff_s
         self.poll_interval_s = poll_interval_s
         self.max_attempts = max_attempts
+        self.concurrency = concurrency
 
     def backoff(self, attempts: int) -> float:
         """Delay before attempt ``attempts + 1``: exponential with ±20 % jitter."""
         delay = min(self.max_backoff_s, self.base_backoff_s * 2 ** max(0, attempts - 1))
         return float(delay * random.uniform(0.8, 1.2))
 
-    def _due(self, now: float) -> Any:
+    def _due(self, now: float, limit: int) -> Any:
         earlier = status_events.alias("earlier")
         waits = exists().where(
             earlier.c.authorization_id == se.authorization_id,
@@ -120,13 +121,13 @@ class StatusDeliverer:
             select(se.id)
             .where(se.state == "pending", se.next_attempt_at <= now, free, ~waits)
             .order_by(se.next_attempt_at, se.id)
-            .limit(self.batch)
+            .limit(limit)
         )
 
-    async def _claim(self) -> tuple[str, list[_Job]]:
+    async def _claim(self, limit: int) -> tuple[str, list[_Job]]:
         now = time.time()
         token = f"{self.owner}:{uuid.uuid4().hex[:12]}"[-64:]
-        due = self._due(now)
+        due = self._due(now, limit)
         lease = update(status_events).values(lease_owner=token, lease_until=now + self.lease_s)
         async with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
@@ -169,32 +170,56 @@ class StatusDeliverer:
         return result.ok
 
     async def run_once(self) -> int:
-        """Deliver what is due now; returns how many deliveries were attempted."""
-        token, jobs = await self._claim()
+        """Deliver what is due now and wait for it; returns how many were attempted."""
+        token, jobs = await self._claim(self.batch)
         if jobs:
             await asyncio.gather(*(self._deliver(token, j) for j in jobs))
         return len(jobs)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Loop until ``stop`` is set (or the task is cancelled)."""
+        """Loop until ``stop`` is set (or the task is cancelled). Each delivery runs on its
+        own, up to ``concurrency`` at once: a receiver that hangs holds its own event (and
+        its authorization's later ones), never the others."""
         stop = stop or asyncio.Event()
+        stopped = asyncio.ensure_future(stop.wait())
+        inflight: set[asyncio.Future[Any]] = set()
         outage = False  # an unreachable database is said once, not every poll
         try:
             while not stop.is_set():
-                try:
-                    n = await self.run_once()
-                except Exception as exc:
-                    n = 0
-                    if not is_unavailable(exc):
-                        log.exception("status event delivery round failed")
-                    elif not outage:
-                        outage = True
-                        log.warning("status event delivery paused: %s", describe(exc))
-                else:
-                    outage = False
-                if n < self.batch:  # drained: wait for more
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self.poll_interval_s)
+                free = min(self.batch, self.concurrency - len(inflight))
+                claimed, token, jobs = 0, "", list[_Job]()
+                if free > 0:
+                    try:
+                        token, jobs = await self._claim(free)
+                    except Exception as exc:
+                        if not is_unavailable(exc):
+                            log.exception("status event delivery round failed")
+                        elif not outage:
+                            outage = True
+                            log.warning("status event delivery paused: %s", describe(exc))
+                    else:
+                        outage = False
+                    claimed = len(jobs)
+                    inflight |= {asyncio.ensure_future(self._deliver(token, j)) for j in jobs}
+                if claimed and claimed == free:
+                    continue  # there may be more due
+                # Drained or full: wait for a delivery to end, the next poll, or the stop.
+                done, _ = await asyncio.wait(
+                    {*inflight, stopped},
+                    timeout=self.poll_interval_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for task in done - {stopped}:
+                    inflight.discard(task)
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("status event delivery failed", exc_info=task.exception())
         finally:
+            stopped.cancel()
+            # Deliveries cut short keep their lease; another worker sends them again later.
+            if inflight:
+                _, pending = await asyncio.wait(inflight, timeout=5)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*inflight, return_exceptions=True)
             if self._own_client:
                 await self.client.aclose()
