@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from opencaller.cli.main import app as admin_cli
+from opencaller.client.webhooks import InboundCall as InboundCallHook
 from opencaller.client.webhooks import StatusEvent, verify_event
 from opencaller.config import Settings
 from opencaller.domain.clock import Clock
@@ -27,6 +28,7 @@ from opencaller.telephony.base import InboundCall
 
 from .dashboard_support import new_page
 from .support import Api, make_api
+from .test_openapi import fetch_document, webhook_validator
 
 REACHED = "79000000001"  # test numbers: always reached / never reached, free
 NOT_REACHED = "79000000002"
@@ -149,6 +151,7 @@ async def test_events_arrive_signed_once_each_and_in_order_despite_failures(
             missed_info = await api.wait_final(missed)
             await wait_for("five events accepted", lambda: len(rec.accepted()) >= 5)
             rows = await settled(api)
+            documented = webhook_validator(await fetch_document(api), "statusEvent")
     # Every request is signed with the service's key and names its kind in a header.
     parsed: list[StatusEvent] = []
     for headers, body, _ in rec.got:
@@ -161,6 +164,7 @@ async def test_events_arrive_signed_once_each_and_in_order_despite_failures(
         assert isinstance(event, StatusEvent)
         assert headers["x-opencaller-event"] == event.event
         assert event.service_id == api.service_id
+        assert not list(documented.iter_errors(json.loads(body)))  # as /openapi.json says
         parsed.append(event)
     # The two refused attempts were sent again, the same event with the same id and body.
     assert [status for _, _, status in rec.got[:2]] == [500, 500]
@@ -229,17 +233,25 @@ async def test_an_inbound_call_sends_verified_then_finished(settings: Settings) 
     with receiver() as rec:
         async with api_with(settings) as api:
             await set_status_url(api, rec.url)
-            waiting = await api.get(
-                "inboundCallWaiting", phone="79161234567", callback_url="https://example.com/cb"
-            )
+            waiting = await api.get("inboundCallWaiting", phone="79161234567", callback_url=rec.url)
             uid = waiting["ucaller_id"]
             call = InboundCall(
                 caller="79161234567", called=waiting["confirmation_number"], at=time.time()
             )
             assert await api.rt.inbound.on_call(call) == uid
-            await wait_for("two events", lambda: len(rec.accepted()) >= 2)
+            await wait_for("three webhooks", lambda: len(rec.accepted()) >= 3)
             info = await api.get("getInfo", uid=uid)
-    events = rec.events()
+            doc = await fetch_document(api)
+    # One helper checks and parses both kinds of webhook; each matches its documented schema.
+    parsed = []
+    for headers, body in rec.accepted():
+        event = verify_event(api.key, body, headers["x-opencaller-signature"])
+        name = "inboundCall" if isinstance(event, InboundCallHook) else "statusEvent"
+        assert not list(webhook_validator(doc, name).iter_errors(json.loads(body)))
+        parsed.append(event)
+    [callback] = [e for e in parsed if isinstance(e, InboundCallHook)]
+    assert callback.call_id == str(uid)
+    events = [json.loads(b) for h, b in rec.accepted() if h["x-opencaller-event"] != "inbound_call"]
     assert kinds_of(events, uid) == ["verified", "finished"]
     assert events[0]["verified_at"] == info["verified_at"]
     assert (events[1]["call_status"], events[1]["call_outcome"]) == (1, "delivered")
