@@ -384,5 +384,17 @@ RU: dict[str, str] = {
     "Status webhooks are off.": "Вебхуки статусов выключены.",
     "status webhooks set": "вебхуки статусов включены",
     "status webhooks off": "вебхуки статусов выключены",
+    "Verification conversion": "Конверсия подтверждений",
+    "Initiated": "Начато",
+    "Verified": "Подтверждено",
+    "Verification rate": "Доля подтверждённых",
+    "By channel": "По каналам",
+    "Verified (the right code in verifyCode, or the subscriber's inbound call) out of initiated "
+    "verifications; a chain of free repeats counts once, TEST numbers are left out.": (
+        "Подтверждённые (верный код в verifyCode или входящий звонок абонента) из начатых "
+        "проверок; цепочка бесплатных повторов считается один раз, тестовые номера не учтены."
+    ),
+    "Verified at": "Подтверждено в",
+    "not verified": "не подтверждено",
 }
 # fmt: on

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from sqlalchemy import update
 
 from ..numbering import InvalidPhoneNumber, PhoneDirectory, normalize_phone
+from ..observability import metrics
 from ..storage.database import Database
 from ..storage.tables import authorizations
 from ..telephony.base import InboundCall, Outcome
@@ -106,5 +107,6 @@ class InboundVerifications:
                 now=now,
             )
         log.info("inbound verification confirmed", extra={"ucaller_id": auth.id})
+        metrics.count_verified(auth)
         self.delivered()
         return auth.id

@@ -23,6 +23,7 @@ from sqlalchemy import BigInteger, Float, Integer, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
+from ..observability import metrics
 from ..storage.database import Database
 from ..storage.tables import authorizations
 from . import status_events
@@ -39,6 +40,7 @@ class Verified:
     ucaller_id: int  # the id that was asked about (any id of the chain)
     verified_at: float
     attempts_left: int
+    fresh: bool = False  # this check verified the chain (not kept with a replayed answer)
 
 
 # One check, counted only while attempts remain and the chain is not verified yet.
@@ -169,6 +171,8 @@ async def _check(
             await keep(conn, key, _stored(outcome))
     if isinstance(outcome, UcallerError):
         raise outcome
+    if outcome.fresh:
+        metrics.count_verified(root)
     return outcome
 
 
@@ -199,4 +203,4 @@ async def _count(
         return UcallerError(Code.WRONG_CODE, extra={"attempts_left": _left(limit, used)})
     await conn.execute(_VERIFY, {"root": root.id, "now": now})
     await status_events.enqueue_verified(conn, service, authorization_id=uid, now=now)
-    return Verified(uid, now, _left(limit, used))
+    return Verified(uid, now, _left(limit, used), fresh=True)

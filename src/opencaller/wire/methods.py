@@ -15,6 +15,7 @@ from ..domain.phones import e164, parse_code
 from ..domain.verification import verify_code as check_code
 from ..errors import Code, UcallerError
 from ..numbering import InvalidPhoneNumber, InvalidReason
+from ..observability import metrics
 from ..runtime import Runtime
 from ..storage.tables import account_logs, tariffs
 from ..telephony.base import CallKind
@@ -68,6 +69,8 @@ async def init_call(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
         unique=unique,
         kind=kind,
     )
+    if not result.exists:  # conversion's denominator (a replayed key started nothing)
+        metrics.count_initiated(result.auth)
     return views.init_call(result)
 
 
@@ -169,6 +172,7 @@ async def inbound_call_waiting(rt: Runtime, caller: Caller, args: Args) -> dict[
     auth = await rt.authorizations.inbound_waiting(
         caller.service, caller.account, phone=phone, callback_url=url
     )
+    metrics.count_initiated(auth)
     return views.inbound(auth)
 
 

@@ -9,7 +9,7 @@ from starlette.routing import BaseRoute, Route
 
 from ...numbering import InvalidPhoneNumber
 from ...storage.tables import authorizations
-from .. import data, fmt
+from .. import data, fmt, verification_stats
 from ..charts import Series, bar_chart, legend
 from ..web import Ctx, Dash, NotFound, int_param, page
 
@@ -113,6 +113,7 @@ async def stats(ctx: Ctx) -> Response:
         by_country=by_country,
         by_operator=operators,
         money_chart=bar_chart(labels, money, title=ctx.t("Spend per day"), unit=" ₽"),
+        verification=await verification_stats.load(ctx, since, until, service_id),
     )
 
 
