@@ -10,8 +10,8 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from opencaller.domain.clock import FakeClock
 from opencaller.domain.accounts import set_password
+from opencaller.domain.clock import FakeClock
 from opencaller.domain.passwords import hash_password
 from opencaller.storage.tables import accounts
 from opencaller.telephony.base import InboundCall
@@ -120,9 +120,7 @@ async def test_the_dashboard_shows_conversion_and_each_verification(
     assert sum(int(r[1]) for r in operators) == 3 and sum(int(r[2]) for r in operators) == 2
     # The log says which authorization was verified, and when.
     log = (await page.get("/dashboard/log")).text
-    verified = {
-        int(re.sub(r"\D.*", "", r[0])): r[7] for r in table_rows(log, "log-table") if r[0]
-    }
+    verified = {int(re.sub(r"\D.*", "", r[0])): r[7] for r in table_rows(log, "log-table") if r[0]}
     assert verified[ids["kz"]] == "—"
     assert verified[ids["ru"]] != "—" and verified[ids["inbound"]] != "—"
     detail = (await page.get(f"/dashboard/authorizations/{ids['ru']}")).text

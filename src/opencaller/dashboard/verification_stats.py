@@ -106,9 +106,7 @@ async def _by_operator(ctx: Ctx, blocks: list[Conversion]) -> list[Conversion]:
     return sorted(out, key=lambda c: -c.initiated)
 
 
-async def load(
-    ctx: Ctx, since: float, until: float, service_id: int | None
-) -> VerificationStats:
+async def load(ctx: Ctx, since: float, until: float, service_id: int | None) -> VerificationStats:
     """Everything the page's conversion section shows, for the signed-in account."""
     me = ctx.me.id
     sqlite = ctx.rt.db.sqlite
