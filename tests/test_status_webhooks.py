@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from opencaller.cli.main import app as admin_cli
 from opencaller.client.webhooks import InboundCall as InboundCallHook
 from opencaller.client.webhooks import StatusEvent, verify_event
-from opencaller.config import Settings
+from opencaller.config import Settings, SimulatorSettings
 from opencaller.domain.clock import Clock
 from opencaller.storage.tables import accounts, services
 from opencaller.storage.webhook_tables import status_events
@@ -288,3 +288,20 @@ async def test_the_dashboard_sets_and_clears_the_status_url(settings: Settings) 
     assert "loopback" in refused.text
     assert 'name="status_url" type="url" value=""' in cleared.text
     assert {r.authorization_id for r in rows} == {uid}
+
+
+async def test_a_paid_call_not_reached_is_refunded_and_reported(settings: Settings) -> None:
+    busy = SimulatorSettings(delay_s=0.05, outcomes={"79161234567": "busy"})
+    with receiver() as rec:
+        async with api_with(settings, simulator=busy) as api:
+            await set_status_url(api, rec.url)
+            before = (await api.get("getBalance"))["rub_balance"]
+            uid = await start(api, "79161234567")
+            info = await api.wait_final(uid)
+            await wait_for("the call's events", lambda: len(rec.accepted()) >= 2)
+            after = (await api.get("getBalance"))["rub_balance"]
+    assert (info["call_status"], info["call_outcome"]) == (0, "busy")
+    assert after == before  # charged, then refunded in the outcome's transaction
+    events = rec.events()
+    assert kinds_of(events, uid) == ["dialing", "finished"]
+    assert (events[1]["call_status"], events[1]["call_outcome"]) == (0, "busy")

@@ -1,5 +1,6 @@
 """Status webhooks survive a worker killed in the middle of a delivery: after the restart
-every event arrives, the interrupted one again with the same event_id, still in order."""
+every event arrives, the interrupted delivery again with the same event_id, still in order;
+a call cut short by the kill is reported finished (interrupted) by the recovery."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from .test_crash import wait_for
 
 pytestmark = pytest.mark.slow
 
-REACHED = "79000000001"
+REACHED = "79000000001"  # a test number: answered at once
+SLOW = "79161234567"  # an ordinary number: still ringing when the worker is killed
 
 
 @dataclass
@@ -94,7 +96,8 @@ def test_a_worker_killed_mid_delivery_loses_no_event(tmp_path: Path, db_url: str
         "OPENCALLER_WEBHOOK_LEASE_S": "21",
         "OPENCALLER_WEBHOOK_BACKOFF_S": "0.1",
         "OPENCALLER_POLL_INTERVAL_S": "0.1",
-        "OPENCALLER_SIMULATOR__DELAY_S": "0.1",
+        "OPENCALLER_SIMULATOR__DELAY_S": "60",
+        "OPENCALLER_LEASE_S": "2",  # the cut call is finalised soon after the restart
     }
     with holding_receiver() as rec:
         server = start_server(tmp_path, env)
@@ -112,9 +115,13 @@ def test_a_worker_killed_mid_delivery_loses_no_event(tmp_path: Path, db_url: str
                 ).json()
                 assert body["status"] is True, body
                 ids.append(int(body["ucaller_id"]))
+            slow = httpx.get(f"{server.url}/v1.0/initCall", params=server.params(phone=SLOW))
+            assert slow.json()["status"] is True, slow.text
+            cut = int(slow.json()["ucaller_id"])
             wait_for(lambda: all(final(server, uid) for uid in ids), 30, "the calls to end")
-            # One delivery hangs; the other two authorizations' events all arrive meanwhile.
-            wait_for(lambda: rec.held and len(rec.accepted) >= 4, 30, "the other events")
+            # One delivery hangs; the other events so far (two authorizations' dialing and
+            # finished, the slow call's dialing) arrive meanwhile.
+            wait_for(lambda: rec.held and len(rec.accepted) >= 5, 30, "the other events")
             held = json.loads(rec.held[0])
             before_kill = rec.events()
             server.kill(signal.SIGKILL)
@@ -124,7 +131,7 @@ def test_a_worker_killed_mid_delivery_loses_no_event(tmp_path: Path, db_url: str
 
         restarted = start_server(tmp_path, env, name="restarted")
         try:
-            wait_for(lambda: len(rec.accepted) >= 6, 60, "every event after the restart")
+            wait_for(lambda: len(rec.accepted) >= 8, 60, "every event after the restart")
         finally:
             restarted.kill(signal.SIGTERM)
         accepted = list(rec.accepted)
@@ -135,10 +142,12 @@ def test_a_worker_killed_mid_delivery_loses_no_event(tmp_path: Path, db_url: str
     sent_before = [e["event"] for e in before_kill if e["ucaller_id"] == held["ucaller_id"]]
     assert sent_before == order[: order.index(held["event"])]
     ids_seen = [e["event_id"] for e in events]
-    assert len(ids_seen) == len(set(ids_seen)) == 6
+    assert len(ids_seen) == len(set(ids_seen)) == 8
     assert held["event_id"] in ids_seen  # sent again, with the same id
-    for uid in ids:
+    for uid in [*ids, cut]:
         assert [e["event"] for e in events if e["ucaller_id"] == uid] == ["dialing", "finished"]
+    [cut_short] = [e for e in events if e["ucaller_id"] == cut and e["event"] == "finished"]
+    assert (cut_short["call_status"], cut_short["call_outcome"]) == (0, "interrupted")
     for headers, body in accepted:
         event = verify_event(server.key, body, headers["x-opencaller-signature"])
         assert isinstance(event, StatusEvent)
