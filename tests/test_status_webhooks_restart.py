@@ -98,6 +98,9 @@ def test_a_worker_killed_mid_delivery_loses_no_event(tmp_path: Path, db_url: str
         "OPENCALLER_POLL_INTERVAL_S": "0.1",
         "OPENCALLER_SIMULATOR__DELAY_S": "60",
         "OPENCALLER_LEASE_S": "2",  # the cut call is finalised soon after the restart
+        # The status_url set a moment before the first call is seen at once (by default a
+        # node sees service changes within a second).
+        "OPENCALLER_AUTH_CACHE_S": "0",
     }
     with holding_receiver() as rec:
         server = start_server(tmp_path, env)

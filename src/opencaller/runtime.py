@@ -128,6 +128,7 @@ class Runtime:
                 poll_interval_s=settings.poll_interval_s,
                 lease_grace_s=settings.lease_grace_s,
                 on_final=_count_sip_response,
+                status_refresh_s=settings.auth_cache_s,
             )
         # Across processes (PostgreSQL only): API nodes without a dispatcher tell the workers
         # that a call is queued; processes with a dispatcher listen.

@@ -86,8 +86,9 @@ _FINISH = Hot(
         finished_at=bindparam("b_now", type_=Float),
         lease_until=None,
     )
-    .returning(a.account_id, a.cost, a.refunded, a.kind, *status_events.RETURNING)
+    .returning(a.account_id, a.cost, a.refunded, a.kind)
 )
+_FINISH_STATUS = Hot(status_events.reporting(_FINISH.clause))  # while a service has a status_url
 
 
 # Claim up to :free queued rows, oldest first, skipping rows another dispatcher is claiming:
@@ -129,6 +130,7 @@ class Dispatcher:
         name: str | None = None,
         on_final: FinalHook | None = None,
         lease_grace_s: float | None = None,
+        status_refresh_s: float = 1.0,
     ) -> None:
         self.db = db
         self.provider = provider
@@ -159,8 +161,10 @@ class Dispatcher:
         self._db_ok_since: float | None = None
         self._outage_logged_at = -1e18  # one warning when an outage starts, then one a minute
         self._in_outage = False
+        # Whether any service wants status events: if none, no statement reads status_url.
+        self.status = status_events.Watch(db, status_refresh_s)
         # PostgreSQL: outcomes with nothing to refund are written many per statement.
-        self._outcomes = None if db.sqlite else OutcomeBatcher(db, self.name)
+        self._outcomes = None if db.sqlite else OutcomeBatcher(db, self.name, self.status)
 
     def wake(self) -> None:
         self._wake.set()
@@ -235,7 +239,7 @@ class Dispatcher:
             return 0
         now = self.clock.now()
         params = {"free": free, "owner": self.name, "until": now + self.lease_s, "now": now}
-        rows = await _CLAIM.run(self.db, params)
+        rows = await _CLAIM.run(self.db, params, wanted=await self.status.check())
         for r in rows:
             metrics.DISPATCH_DELAY.observe(max(0.0, now - r["created_at"]))
             request = CallRequest(int(r["id"]), r["phone"], r["code"], CallKind(r["kind"]))
@@ -380,7 +384,8 @@ class Dispatcher:
         """One outcome in its own transaction, with its refund and its status event."""
         auth_id, now = params["b_id"], params["b_now"]
         async with self.db.write() as conn:
-            row = (await conn.execute(_FINISH.clause, params)).first()
+            finish = _FINISH_STATUS if self.status.any else _FINISH
+            row = (await conn.execute(finish.clause, params)).first()
             if row is None:
                 return False
             if refund_due and not row.refunded:

@@ -15,9 +15,8 @@ from ..domain import status_events
 from ..storage.database import Database
 
 # Only the rows still ``dialing`` under this dispatcher's lease: a row whose lease was lost
-# and that another dispatcher finalised is left alone (and reported as not written). The same
-# statement records the status events of services that want them.
-_FINISH_MANY = status_events.recording_finished("""
+# and that another dispatcher finalised is left alone (and reported as not written).
+_UPDATE_MANY = """
 UPDATE authorizations AS t
 SET dispatch_state = 'done', call_status = v.status, outcome = v.outcome,
     caller_id = v.caller_id, sip_code = v.sip_code, sip_reason = v.sip_reason,
@@ -26,17 +25,20 @@ FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text
             $7::int[], $8::float8[])
      AS v(id, status, outcome, caller_id, sip_code, sip_reason, q850, finished_at)
 WHERE t.id = v.id AND t.dispatch_state = 'dialing' AND t.lease_owner = $9
-RETURNING t.id, t.service_id, t.call_status, t.outcome, t.sip_code, t.finished_at
-""")
+"""
+_FINISH_MANY = _UPDATE_MANY + "RETURNING t.id"
+# While some service has a status_url: the same, recording their status events too.
+_FINISH_MANY_STATUS = status_events.recording_finished(_UPDATE_MANY)
 
 _COLUMNS = ("b_id", "b_status", "b_outcome", "b_caller_id", "b_sip_code", "b_sip_reason")
 _COLUMNS_2 = ("b_q850", "b_now")
 
 
 class OutcomeBatcher:
-    def __init__(self, db: Database, owner: str) -> None:
+    def __init__(self, db: Database, owner: str, status: status_events.Watch | None = None) -> None:
         self.db = db
         self.owner = owner
+        self.status = status or status_events.Watch(db)  # unread: assumes a status_url
         self._pending: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -67,5 +69,6 @@ class OutcomeBatcher:
 
     async def _write(self, rows: list[dict[str, Any]]) -> set[int]:
         columns = [[r[c] for r in rows] for c in (*_COLUMNS, *_COLUMNS_2)]
-        records = await self.db.pg_fetch(_FINISH_MANY, *columns, self.owner)
+        sql = _FINISH_MANY_STATUS if self.status.any else _FINISH_MANY
+        records = await self.db.pg_fetch(sql, *columns, self.owner)
         return {int(r["id"]) for r in records}

@@ -15,6 +15,7 @@ Nothing is recorded, and nothing is paid, for services without a status_url:
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -82,8 +83,10 @@ async def _insert(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None
 
 
 def _wanted(row: Any) -> bool:
+    """Whether the changed row's service wants events (False from a statement that did not
+    ask: no service had a status_url)."""
     m = row._mapping if hasattr(row, "_mapping") else row
-    return bool(m["status_wanted"])
+    return bool(m.get("status_wanted"))
 
 
 async def enqueue_finished(
@@ -150,6 +153,37 @@ async def enqueue_inbound_verified(
     )
 
 
+_ANY = Hot(select(services.c.id).where(services.c.status_url.is_not(None)).limit(1))
+
+
+class Watch:
+    """Whether any service has a status_url, as this node read it at most ``refresh_s`` ago.
+
+    While none has (most installations), the dispatcher runs exactly the statements it ran
+    before status webhooks existed; once one has, the variants that read each row's service.
+    One read per ``refresh_s`` at most, on the claim loop (not per call); a service that
+    sets its first status_url gets events from then on within that time. Until the first
+    read succeeds, it assumes one has (an event is never lost to a cold start)."""
+
+    def __init__(self, db: Database, refresh_s: float = 1.0) -> None:
+        self.db = db
+        self.refresh_s = refresh_s
+        self.any = True
+        self._read_at: float | None = None
+
+    async def check(self) -> bool:
+        now = time.monotonic()
+        if self._read_at is None or now - self._read_at >= self.refresh_s:
+            self.any = await self.db.fetch_one(_ANY, {}) is not None
+            self._read_at = now
+        return self.any
+
+
+def reporting(update_stmt: Any) -> Any:
+    """An UPDATE of authorizations that also returns what ``enqueue_finished`` needs."""
+    return update_stmt.returning(*RETURNING)
+
+
 class DialingClaim:
     """The dispatcher's claim (queued -> dialing), recording a ``dialing`` event for each
     claimed row whose service has a status_url, atomically with the claim.
@@ -159,6 +193,7 @@ class DialingClaim:
     claimed row wants it, in the claim's transaction."""
 
     def __init__(self, claim: Update) -> None:
+        self.plain = Hot(claim)
         self.claim = claim.returning(*RETURNING)
         claimed = self.claim.cte("claimed")
         now = bindparam("now", type_=Float)
@@ -192,7 +227,10 @@ class DialingClaim:
         )
         self.pg = Hot(select(claimed).add_cte(events))
 
-    async def run(self, db: Database, params: Mapping[str, Any]) -> list[Row]:
+    async def run(self, db: Database, params: Mapping[str, Any], *, wanted: bool) -> list[Row]:
+        """Claim; ``wanted``: whether any service may want events (``Watch``)."""
+        if not wanted:
+            return await db.write_all(self.plain, params)
         if not db.sqlite:
             return await db.pg_fetch(self.pg.sql, *self.pg.args(params))
         async with db.write() as conn:
@@ -214,11 +252,12 @@ class DialingClaim:
 
 
 def recording_finished(update_sql: str) -> str:
-    """PostgreSQL: the outcome batch's UPDATE (``RETURNING t.id, t.service_id,
-    t.call_status, t.outcome, t.sip_code, t.finished_at``) with a ``finished`` event inserted
-    by the same statement for each written row whose service has a status_url."""
+    """PostgreSQL: the outcome batch's UPDATE of ``authorizations AS t`` (given without its
+    RETURNING) with a ``finished`` event inserted by the same statement for each written row
+    whose service has a status_url; the statement returns the ids written."""
+    returning = "RETURNING t.id, t.service_id, t.call_status, t.outcome, t.sip_code, t.finished_at"
     return f"""
-WITH done AS ({update_sql}),
+WITH done AS ({update_sql} {returning}),
 events AS (
   INSERT INTO status_events (event_id, service_id, authorization_id, event, occurred_at,
                              call_status, outcome, sip_code, state, attempts,
