@@ -70,8 +70,13 @@ class Sender:
         return addresses[0]
 
     async def post(self, url: str, event: str, body: bytes, secret: str) -> httpx.Response:
-        """POST ``body`` signed with ``secret``. Raises ForbiddenDestination, httpx.HTTPError,
-        OSError or TimeoutError."""
+        """POST ``body`` signed with ``secret``, name lookup included, within ``timeout_s``
+        (so a delivery's lease, longer than that, never ends while it runs). Raises
+        ForbiddenDestination, httpx.HTTPError, OSError or TimeoutError."""
+        async with asyncio.timeout(self.timeout_s):
+            return await self._post(url, event, body, secret)
+
+    async def _post(self, url: str, event: str, body: bytes, secret: str) -> httpx.Response:
         target = self.policy.check_url(url)
         ip = await self._resolve(target)
         request = self.client.build_request(
