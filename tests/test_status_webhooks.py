@@ -305,3 +305,28 @@ async def test_a_paid_call_not_reached_is_refunded_and_reported(settings: Settin
     events = rec.events()
     assert kinds_of(events, uid) == ["dialing", "finished"]
     assert (events[1]["call_status"], events[1]["call_outcome"]) == (0, "busy")
+
+
+async def test_metrics_show_events_waiting_for_a_failing_receiver(settings: Settings) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def gauge(text: str, name: str, **labels: str) -> float:
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return float(s.value)
+        raise AssertionError(f"{name} not exposed")
+
+    with receiver(fail_first=1_000) as rec:
+        async with api_with(settings, webhook_backoff_s=60) as api:
+            quiet = (await api.client.get("/metrics")).text
+            await set_status_url(api, rec.url)
+            uid = await start(api)
+            await api.wait_final(uid)
+            await wait_for("a refused delivery", lambda: len(rec.got) >= 1)
+            waiting = (await api.client.get("/metrics")).text
+    assert gauge(quiet, "opencaller_status_events", state="pending") == 0
+    # dialing waits for its retry; finished waits behind it (order per authorization)
+    assert gauge(waiting, "opencaller_status_events", state="pending") == 2
+    assert gauge(waiting, "opencaller_status_events_oldest_pending_seconds") >= 0
+    assert len(rec.got) == 1  # nothing overtook the refused event

@@ -78,6 +78,8 @@ class Probes(Collector):
         self.webhooks: dict[str, int] = {}  # outbox state -> rows
         self.webhook_retrying: int | None = None
         self.webhook_oldest_pending: float | None = None
+        self.status_events: dict[str, int] = {}  # status webhooks' outbox state -> rows
+        self.status_oldest_pending: float | None = None
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
@@ -122,6 +124,20 @@ class Probes(Collector):
                 "opencaller_webhook_oldest_pending_seconds",
                 "Age of the oldest pending webhook delivery; 0 when there is none.",
                 value=self.webhook_oldest_pending,
+            )
+        status = GaugeMetricFamily(
+            "opencaller_status_events",
+            "Status webhook events waiting (pending) or given up on (failed).",
+            labels=["state"],
+        )
+        for state, n in sorted(self.status_events.items()):
+            status.add_metric([state], n)
+        yield status
+        if self.status_oldest_pending is not None:
+            yield GaugeMetricFamily(
+                "opencaller_status_events_oldest_pending_seconds",
+                "Age of the oldest pending status webhook event; 0 when there is none.",
+                value=self.status_oldest_pending,
             )
 
 
