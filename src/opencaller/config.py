@@ -96,6 +96,7 @@ class Settings(BaseSettings):
         if timeout is not None and value <= timeout:
             raise ValueError("must be longer than webhook_timeout_s")
         return value
+
     # Voice prompts: the espeak-ng binary, and how long synthesising one language's prompt
     # pieces may take before the voice call is given up (the process is killed).
     espeak: str = "espeak-ng"

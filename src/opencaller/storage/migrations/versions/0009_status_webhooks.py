@@ -50,9 +50,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_status_events"),
     )
     op.create_index("ix_status_events_due", "status_events", ["state", "next_attempt_at"])
-    op.create_index(
-        "ix_status_events_authorization", "status_events", ["authorization_id", "id"]
-    )
+    op.create_index("ix_status_events_authorization", "status_events", ["authorization_id", "id"])
 
 
 def downgrade() -> None:
