@@ -330,3 +330,37 @@ async def test_metrics_show_events_waiting_for_a_failing_receiver(settings: Sett
     assert gauge(waiting, "opencaller_status_events", state="pending") == 2
     assert gauge(waiting, "opencaller_status_events_oldest_pending_seconds") >= 0
     assert len(rec.got) == 1  # nothing overtook the refused event
+
+
+async def test_two_workers_deliver_each_event_once_and_in_order(settings: Settings) -> None:
+    from opencaller.webhooks.destinations import DestinationPolicy
+    from opencaller.webhooks.status import StatusDeliverer
+
+    with receiver(fail_first=6) as rec:
+        async with api_with(settings) as api:
+            # A second worker's deliverer on the same database, racing the runtime's own.
+            other = StatusDeliverer(
+                api.rt.db.writer,
+                policy=DestinationPolicy.from_settings(LOOPBACK),
+                owner="other-worker",
+                base_backoff_s=0.05,
+                poll_interval_s=0.05,
+            )
+            stop = asyncio.Event()
+            racing = asyncio.create_task(other.run(stop))
+            try:
+                await set_status_url(api, rec.url)
+                uids = [await start(api, phone=REACHED if n % 2 else NOT_REACHED) for n in range(8)]
+                for uid in uids:
+                    await api.wait_final(uid)
+                    assert (await api.get("verifyCode", uid=uid, code="1234"))["status"] is True
+                await wait_for("24 events", lambda: len(rec.accepted()) >= 24)
+                rows = await settled(api)
+            finally:
+                stop.set()
+                await racing
+    events = rec.events()
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids)) == len(rows) == 24
+    for uid in uids:
+        assert kinds_of(events, uid) == ["dialing", "finished", "verified"]
