@@ -422,6 +422,7 @@ async def _customer_with_service(url: str, email: str) -> tuple[int, str]:
     from opencaller.domain import billing
     from opencaller.domain.accounts import create_service
     from opencaller.domain.money import to_units
+    from opencaller.domain.settings import ServiceSettings
 
     db = Database(url)
     try:
@@ -436,7 +437,12 @@ async def _customer_with_service(url: str, email: str) -> tuple[int, str]:
                 password_hash=hash_password(PASSWORD),
             )
             await billing.credit(conn, aid, to_units(100), kind="topup", now=now)
-            return await create_service(conn, account_id=aid, name="Conversion shop", now=now)
+            # A new service calls only the home countries until others are opened (fraud
+            # guard): this one has opened KZ, whose conversion the page shows too.
+            settings = ServiceSettings(geo_restricted=True, open_countries=["KZ"])
+            return await create_service(
+                conn, account_id=aid, name="Conversion shop", now=now, settings=settings
+            )
     finally:
         await db.close()
 
