@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from opencaller.config import Settings
+from opencaller.domain import status_events
 from opencaller.domain.call_outcomes import CallOutcomes, Ending, Hold
 from opencaller.domain.clock import FakeClock
 from opencaller.domain.money import to_rub, to_units
 from opencaller.storage.tables import authorizations as t
 from opencaller.storage.tables import ledger
+from opencaller.storage.webhook_tables import status_events as se
 
 from .support import Api, make_api
 
@@ -146,3 +148,55 @@ async def test_owner_and_recovery_racing_refund_a_call_once(
             assert info["call_outcome"] == ("busy" if by_owner else "interrupted")
         assert await refunds(api, ids) == {u: 1 for u in ids}
         assert (await api.get("getBalance"))["rub_balance"] == 100
+
+
+async def test_each_way_of_finishing_records_its_finished_event_with_the_outcome(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """With a status_url on the service, every finish records one ``finished`` event with the
+    outcome it wrote: a reached call under its lease (on PostgreSQL the one-statement batch),
+    an unreached one with its refund, and one finalised by recovery. While the installation's
+    watch reads no status_url, the same writes record nothing."""
+    async with make_api(settings, clock, dispatch=False) as api:
+        # A node that read "no status_url anywhere" keeps that for its refresh time.
+        off = status_events.Watch(api.rt.db, refresh_s=3600)
+        assert await off.check() is False
+        async with api.rt.db.write() as conn:
+            await status_events.set_status_url(conn, api.service_id, "https://example.com/s")
+        reached, unreached, stale, quiet = await dialing(api, 4, "me", lease_until=NOW + 30)
+        on = status_events.Watch(api.rt.db)
+        assert await on.check() is True
+        outcomes = CallOutcomes(api.rt.db, on)
+        results = await asyncio.gather(
+            outcomes.finish(
+                Ending(reached, "delivered", True, NOW, sip_code=180), Hold.leased_by("me")
+            ),
+            outcomes.finish(
+                Ending(unreached, "busy", False, NOW, sip_code=486, cost=PRICE),
+                Hold.leased_by("me"),
+            ),
+            outcomes.finish(Ending(stale, "interrupted", False, NOW), Hold.lease_expired(NOW + 60)),
+        )
+        assert results == [True, True, True]
+        assert await off.check() is False
+        quiet_ending = Ending(quiet, "delivered", True, NOW, sip_code=180)
+        assert await CallOutcomes(api.rt.db, off).finish(quiet_ending, Hold.leased_by("me"))
+
+        async with api.rt.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        se.c.authorization_id,
+                        se.c.event,
+                        se.c.call_status,
+                        se.c.outcome,
+                        se.c.sip_code,
+                    ).order_by(se.c.authorization_id)
+                )
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            (reached, "finished", 1, "delivered", 180),
+            (unreached, "finished", 0, "busy", 486),
+            (stale, "finished", 0, "interrupted", None),
+        ]
+        assert await refunds(api, [reached, unreached, stale]) == {unreached: 1, stale: 1}

@@ -59,6 +59,7 @@ CUSTOMER = "anna@example.com"
 @dataclass
 class Server:
     url: str
+    db_url: str = ""
 
     def api(self, method: str, **params: Any) -> dict[str, Any]:
         r = httpx.get(f"{self.url}/v1.0/{method}", params=params, timeout=10)
@@ -132,7 +133,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             break
         time.sleep(0.02)
     assert srv.started
-    yield Server(f"http://127.0.0.1:{port}")
+    yield Server(f"http://127.0.0.1:{port}", url)
     srv.should_exit = True
     thread.join(10)
 
@@ -414,3 +415,81 @@ def test_wide_tables_stay_inside_their_cards_on_a_laptop(
     for url in ("/admin", "/admin/accounts", "/dashboard/stats", "/dashboard/log"):
         tab.goto(url)
         assert_fits(tab, url)
+
+
+async def _customer_with_service(url: str, email: str) -> tuple[int, str]:
+    """An account with a balance and one service: (service_id, key)."""
+    from opencaller.domain import billing
+    from opencaller.domain.accounts import create_service
+    from opencaller.domain.money import to_units
+    from opencaller.domain.settings import ServiceSettings
+
+    db = Database(url)
+    try:
+        now = time.time()
+        tariff_id = await ensure_tariff(db, now)
+        async with db.write() as conn:
+            aid = await create_account(
+                conn,
+                email=email,
+                now=now,
+                tariff_id=tariff_id,
+                password_hash=hash_password(PASSWORD),
+            )
+            await billing.credit(conn, aid, to_units(100), kind="topup", now=now)
+            # A new service calls only the home countries until others are opened (fraud
+            # guard): this one has opened KZ, whose conversion the page shows too.
+            settings = ServiceSettings(geo_restricted=True, open_countries=["KZ"])
+            return await create_service(
+                conn, account_id=aid, name="Conversion shop", now=now, settings=settings
+            )
+    finally:
+        await db.close()
+
+
+def test_conversion_and_status_url_in_the_browser(server: Server, tab: Any) -> None:
+    """Verified ÷ initiated on the statistics page and in the log; the status URL form."""
+    expect = playwright_api.expect
+    page = tab
+    email = "conversion@example.com"
+    made: list[tuple[int, str]] = []
+    worker = threading.Thread(
+        target=lambda: made.append(asyncio.run(_customer_with_service(server.db_url, email)))
+    )
+    worker.start()
+    worker.join()
+    sid, key = made[0]
+    sign_in(page, email, PASSWORD)
+
+    # The status URL: a receiver on this machine is refused (the operator allowed none).
+    page.goto(f"/dashboard/services/{sid}")
+    page.fill("input[name=status_url]", "http://127.0.0.1:9/status")
+    page.click("#status-url-form button[type=submit]")
+    expect(page.locator("#status-webhooks")).to_contain_text("loopback")
+    expect(page.locator("input[name=status_url]")).to_have_value("http://127.0.0.1:9/status")
+
+    ru = server.api("initCall", service_id=sid, key=key, phone="79161230001", code="4321")
+    kz = server.api("initCall", service_id=sid, key=key, phone="77012340001", code="4321")
+    for body in (ru, kz):
+        assert body["status"] is True, body
+        server.wait_final(str(sid), key, body["ucaller_id"])
+    checked = server.api("verifyCode", service_id=sid, key=key, uid=ru["ucaller_id"], code="4321")
+    assert checked["status"] is True, checked
+
+    page.goto(f"/dashboard/stats?service={sid}")
+    expect(page.locator("#verify-initiated")).to_have_text("2")
+    expect(page.locator("#verify-verified")).to_have_text("1")
+    expect(page.locator("#verify-rate")).to_have_text("50.0 %")
+    expect(page.locator("#verified-by-channel")).to_contain_text("флеш-звонок")
+    by_country = page.locator("#verified-by-country tbody tr")
+    expect(by_country.filter(has_text="RU")).to_contain_text("100.0 %")
+    expect(by_country.filter(has_text="KZ")).to_contain_text("0.0 %")
+    expect(page.locator("#verified-by-operator tbody tr").first).to_be_visible()
+    page.locator("#verification-conversion").scroll_into_view_if_needed()
+    shot(page, "stats-conversion")
+
+    page.goto(f"/dashboard/log?service={sid}")
+    rows = page.locator("#log-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="77012340001").locator("td.verified")).to_have_text("—")
+    expect(rows.filter(has_text="79161230001").locator("td.verified")).not_to_have_text("—")

@@ -487,3 +487,36 @@ def test_schemathesis_answers_stay_ucaller_shaped(live: LiveServer) -> None:
     assert not report, f"{len(report)} failures:\n\n" + "\n\n".join(report)
     # Success answers were fuzzed too, not only errors.
     assert succeeded == {op.label for op in operations}
+
+
+# -- webhooks (OpenAPI 3.1 `webhooks`) ---------------------------------------------------------
+
+
+def webhook_validator(doc: dict[str, Any], name: str) -> Draft202012Validator:
+    """Validates a body against the documented request body of webhook ``name``."""
+    body = doc["webhooks"][name]["post"]["requestBody"]["content"]["application/json"]
+    root = {"components": doc["components"], **body["schema"]}
+    return Draft202012Validator(root, format_checker=FormatChecker())
+
+
+async def test_document_lists_verify_code_and_the_webhook_payloads(api: Api) -> None:
+    doc = await fetch_document(api)
+    assert {"get", "post"} <= set(doc["paths"]["/v1.0/verifyCode"])
+    assert set(doc["webhooks"]) == {"statusEvent", "inboundCall"}
+    for hook in doc["webhooks"].values():
+        headers = {p["name"] for p in hook["post"]["parameters"] if p["in"] == "header"}
+        assert headers == {"X-Opencaller-Signature", "X-Opencaller-Event"}
+    status = webhook_validator(doc, "statusEvent")
+    good = {"event_id": "e1", "ucaller_id": 7, "service_id": 1, "timestamp": 1_700_000_000}
+    finished = {"call_status": 1, "call_outcome": "delivered", "sip_code": None}
+    assert status.is_valid({**good, "event": "dialing"})
+    assert status.is_valid({**good, "event": "finished", **finished})
+    assert status.is_valid({**good, "event": "verified", "verified_at": 1_700_000_000})
+    # Each kind's fields are its own: a schema that let these through would catch nothing.
+    assert not status.is_valid({**good, "event": "finished"})
+    assert not status.is_valid({**good, "event": "dialing", **finished})
+    assert not status.is_valid({**good, "event": "called"})
+    assert not webhook_validator(doc, "inboundCall").is_valid({"callId": "1"})
+    page = (await api.client.get("/docs")).text
+    for name in ("StatusDialing", "StatusFinished", "StatusVerified", "InboundCallWebhook"):
+        assert f'id="{name}"' in page

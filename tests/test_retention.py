@@ -166,3 +166,40 @@ async def test_the_worker_purges_periodically(settings: Settings, clock: FakeClo
         async with api.rt.db.read() as conn:
             n = (await conn.execute(select(func.count()).select_from(ledger))).scalar_one()
         assert n >= len(money)
+
+
+async def test_settled_status_events_are_purged_like_webhook_deliveries(
+    settings: Settings, clock: FakeClock
+) -> None:
+    from opencaller.storage.webhook_tables import status_events
+
+    now = time.time()
+    settings = settings.model_copy(update={"retention_days": 0.0, "webhook_retention_days": 7.0})
+    async with make_api(settings, clock, dispatch=False) as api:
+        rows = {
+            "old_delivered": (now - 10 * DAY, "delivered"),
+            "old_failed": (now - 10 * DAY, "failed"),
+            "old_pending": (now - 10 * DAY, "pending"),  # still to be sent: kept
+            "new_delivered": (now - DAY, "delivered"),
+        }
+        async with api.rt.db.write() as conn:
+            for name, (at, state) in rows.items():
+                await conn.execute(
+                    status_events.insert().values(
+                        event_id=name,
+                        service_id=api.service_id,
+                        authorization_id=1,
+                        event="dialing",
+                        occurred_at=at,
+                        state=state,
+                        attempts=1,
+                        next_attempt_at=at,
+                        created_at=at,
+                        delivered_at=at + 1 if state == "delivered" else None,
+                    )
+                )
+        assert "would delete 2 webhook deliveries" in await purge_cli(settings, "--dry-run")
+        assert "deleted 2 webhook deliveries" in await purge_cli(settings)
+        async with api.rt.db.read() as conn:
+            left = set((await conn.scalars(select(status_events.c.event_id))).all())
+    assert left == {"old_pending", "new_delivered"}

@@ -126,6 +126,21 @@ class Settings(BaseSettings):
     # Webhooks go to public addresses only; CIDR networks listed here are allowed as well,
     # e.g. ["10.20.0.0/16"] for receivers inside your own network.
     webhook_allowed_networks: list[str] = Field(default_factory=list)
+    # Webhook delivery (callback and status webhooks): the first retry's delay (doubling up to
+    # an hour), how long one request may take, and how long a worker holds a delivery before
+    # another may take it over (longer than a request, or a slow receiver gets it twice).
+    webhook_backoff_s: float = Field(default=5.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_lease_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("webhook_lease_s")
+    @classmethod
+    def _lease_outlasts_a_request(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("webhook_timeout_s")
+        if timeout is not None and value <= timeout:
+            raise ValueError("must be longer than webhook_timeout_s")
+        return value
+
     # Voice prompts: the espeak-ng binary, and how long synthesising one language's prompt
     # pieces may take before the voice call is given up (the process is killed).
     espeak: str = "espeak-ng"

@@ -29,6 +29,7 @@ from .telephony.base import CallReport, InboundCall, Provider
 from .telephony.simulator import Simulator
 from .webhooks.deliverer import WebhookDeliverer
 from .webhooks.destinations import DestinationPolicy
+from .webhooks.status import StatusDeliverer
 
 log = logging.getLogger("opencaller")
 
@@ -128,6 +129,7 @@ class Runtime:
                 poll_interval_s=settings.poll_interval_s,
                 lease_grace_s=settings.lease_grace_s,
                 on_final=_count_sip_response,
+                status_refresh_s=settings.auth_cache_s,
             )
         # Across processes (PostgreSQL only): API nodes without a dispatcher tell the workers
         # that a call is queued; processes with a dispatcher listen.
@@ -231,9 +233,23 @@ class Runtime:
         if self.listener is not None:
             await self.listener.start()
         deliverer = WebhookDeliverer(
-            self.db.writer, policy=self.webhook_destinations, poll_interval_s=0.5
+            self.db.writer,
+            policy=self.webhook_destinations,
+            poll_interval_s=0.5,
+            base_backoff_s=self.settings.webhook_backoff_s,
+            lease_s=self.settings.webhook_lease_s,
+            timeout_s=self.settings.webhook_timeout_s,
         )
         self._background.append(asyncio.create_task(deliverer.run(self._stop)))
+        status = StatusDeliverer(
+            self.db.writer,
+            policy=self.webhook_destinations,
+            poll_interval_s=0.5,
+            base_backoff_s=self.settings.webhook_backoff_s,
+            lease_s=self.settings.webhook_lease_s,
+            timeout_s=self.settings.webhook_timeout_s,
+        )
+        self._background.append(asyncio.create_task(status.run(self._stop)))
         self._background.append(asyncio.create_task(self._purge_periodically()))
 
     async def _purge_periodically(self) -> None:

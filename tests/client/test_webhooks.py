@@ -85,3 +85,48 @@ def test_one_matching_signature_of_several_is_enough() -> None:
 def test_missing_or_malformed_headers_are_rejected(header: str | None) -> None:
     with pytest.raises(WebhookSignatureError):
         verify(SECRET, BODY, header, now=T)
+
+
+# -- one helper for every webhook: verify_event ------------------------------------------------
+
+
+def test_verify_event_parses_every_kind() -> None:
+    from opencaller.client.webhooks import InboundCall, StatusEvent, verify_event
+
+    inbound = verify_event(SECRET, BODY, sign(SECRET, BODY, T), now=T)
+    assert isinstance(inbound, InboundCall) and inbound.call_id == "10300"
+    finished = json.dumps(
+        {
+            "event_id": "e-1",
+            "event": "finished",
+            "ucaller_id": 42,
+            "service_id": 7,
+            "timestamp": T,
+            "call_status": 0,
+            "call_outcome": "busy",
+            "sip_code": 486,
+        }
+    ).encode()
+    event = verify_event(SECRET, finished, sign(SECRET, finished, T), event="finished", now=T)
+    assert isinstance(event, StatusEvent)
+    assert (event.event_id, event.ucaller_id, event.call_outcome, event.sip_code) == (
+        "e-1",
+        42,
+        "busy",
+        486,
+    )
+    # A kind this client does not know yet still parses: receivers can skip it.
+    future = json.dumps(
+        {"event_id": "e-2", "event": "refunded", "ucaller_id": 42, "service_id": 7, "timestamp": T}
+    ).encode()
+    later = verify_event(SECRET, future, sign(SECRET, future, T), now=T)
+    assert isinstance(later, StatusEvent) and later.event == "refunded"
+
+
+def test_verify_event_refuses_a_status_event_that_was_altered() -> None:
+    from opencaller.client.webhooks import verify_event
+
+    body = b'{"event_id":"e-1","event":"verified","ucaller_id":1,"service_id":1,"timestamp":1}'
+    header = sign(SECRET, body, T)
+    with pytest.raises(WebhookSignatureError):
+        verify_event(SECRET, body.replace(b'"ucaller_id":1', b'"ucaller_id":2'), header, now=T)

@@ -426,6 +426,26 @@ def service_key(
     typer.echo(key)
 
 
+def _checked_status_url(settings: Settings, status_url: str | None) -> str | None:
+    """The --status-url given (stripped; '' turns webhooks off), or exit 2 if refused."""
+    from ..domain import status_events
+    from ..webhooks.destinations import DestinationPolicy
+
+    url = None if status_url is None else status_url.strip()
+    if url:
+        policy = DestinationPolicy.from_settings(settings.webhook_allowed_networks)
+        refusal = status_events.status_url_refusal(url, policy)
+        if refusal is not None:
+            typer.echo(f"--status-url refused: {refusal}", err=True)
+            raise typer.Exit(2)
+    return url
+
+
+def _given(**options: bool | None) -> dict[str, object]:
+    """The options that were given (not None)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 @service_app.command("set")
 def service_set(
     service_id: int,
@@ -451,13 +471,19 @@ def service_set(
         int | None,
         typer.Option(min=1, help="verifyCode: seconds after initCall a code can be checked."),
     ] = None,
+    status_url: Annotated[
+        str | None,
+        typer.Option(help="Where status webhooks are POSTed ('' turns them off)."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Change a service's settings and state."""
     from ..domain import accounts as acc
+    from ..domain import status_events
     from ..domain.settings import ServiceSettings
 
     settings = _settings(config)
+    new_status_url = _checked_status_url(settings, status_url)
 
     def split(v: str) -> list[str]:
         return [x.strip() for x in v.split(",") if x.strip()]
@@ -484,15 +510,12 @@ def service_set(
                 changes["verify_ttl_s"] = verify_ttl
             new = service.settings.model_copy(update=changes)
             values: dict[str, object] = {
-                "settings": ServiceSettings.model_validate(new.model_dump())
+                "settings": ServiceSettings.model_validate(new.model_dump()),
+                **_given(test_mode=test_mode, enabled=enabled, archived=archived),
             }
-            if test_mode is not None:
-                values["test_mode"] = test_mode
-            if enabled is not None:
-                values["enabled"] = enabled
-            if archived is not None:
-                values["archived"] = archived
             await acc.update_service(conn, service_id, **values)
+            if new_status_url is not None:
+                await status_events.set_status_url(conn, service_id, new_status_url or None)
             return new
 
     new = _run(settings, work)
@@ -500,6 +523,8 @@ def service_set(
         typer.echo(f"no service {service_id}", err=True)
         raise typer.Exit(1)
     typer.echo(new.model_dump_json())
+    if new_status_url is not None:
+        typer.echo(f"status_url: {new_status_url or 'off'}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,15 @@ from .models import (
     VerifyCode,
 )
 from .retry import NO_RETRY, RetryPolicy
-from .webhooks import InboundCall, WebhookSignatureError, sign, verify
+from .webhooks import (
+    InboundCall,
+    StatusEvent,
+    WebhookSignatureError,
+    parse_event,
+    sign,
+    verify,
+    verify_event,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -67,10 +75,13 @@ __all__ = [
     "ServerError",
     "ServiceError",
     "ServiceTestInfo",
+    "StatusEvent",
     "UcallerAPIError",
     "ValidationError",
     "VerifyCode",
     "WebhookSignatureError",
+    "parse_event",
     "sign",
     "verify",
+    "verify_event",
 ]

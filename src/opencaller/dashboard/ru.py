@@ -403,5 +403,30 @@ RU: dict[str, str] = {
     "Countries are two-letter codes, like KZ or UZ.":
         "Страны — двухбуквенные коды, например KZ или UZ.",
     "Block lifted.": "Блокировка снята.",
+    # status webhooks and conversion (our extension)
+    "Status webhooks": "Вебхуки статусов",
+    "Each change of an authorization (dialing, finished, verified) is POSTed here, signed like "
+    "the inbound webhook. Empty turns them off.": (
+        "Каждое изменение авторизации (звонок, итог, подтверждение) отправляется сюда "
+        "POST-запросом с подписью, как вебхук входящего звонка. Пустое поле отключает их."
+    ),
+    "Status URL": "URL для статусов",
+    "This status URL cannot be used: {why}": "Этот URL для статусов использовать нельзя: {why}",
+    "Status webhooks are on.": "Вебхуки статусов включены.",
+    "Status webhooks are off.": "Вебхуки статусов выключены.",
+    "status webhooks set": "вебхуки статусов включены",
+    "status webhooks off": "вебхуки статусов выключены",
+    "Verification conversion": "Конверсия подтверждений",
+    "Initiated": "Начато",
+    "Verified": "Подтверждено",
+    "Verification rate": "Доля подтверждённых",
+    "By channel": "По каналам",
+    "Verified (the right code in verifyCode, or the subscriber's inbound call) out of initiated "
+    "verifications; a chain of free repeats counts once, TEST numbers are left out.": (
+        "Подтверждённые (верный код в verifyCode или входящий звонок абонента) из начатых "
+        "проверок; цепочка бесплатных повторов считается один раз, тестовые номера не учтены."
+    ),
+    "Verified at": "Подтверждено в",
+    "not verified": "не подтверждено",
 }
 # fmt: on

@@ -27,12 +27,12 @@ from typing import Any
 
 from sqlalchemy import Float, Integer, String, bindparam, select, update
 
+from ..domain import status_events
 from ..domain.authorizations import INBOUND_TTL_S
 from ..domain.call_outcomes import CallOutcomes, Ending, Hold
 from ..domain.clock import Clock
 from ..observability import metrics
 from ..storage.database import Database
-from ..storage.hot import Hot
 from ..storage.outage import describe, is_unavailable
 from ..storage.tables import authorizations
 from ..telephony.base import (
@@ -65,8 +65,8 @@ def worker_name() -> str:
 
 
 # Claim up to :free queued rows, oldest first, skipping rows another dispatcher is claiming:
-# one statement, so on PostgreSQL it commits on its own.
-_CLAIM = Hot(
+# one statement, so on PostgreSQL it commits on its own (with the status events it records).
+_CLAIM = status_events.DialingClaim(
     update(authorizations)
     .where(
         a.id.in_(
@@ -103,6 +103,7 @@ class Dispatcher:
         name: str | None = None,
         on_final: FinalHook | None = None,
         lease_grace_s: float | None = None,
+        status_refresh_s: float = 1.0,
     ) -> None:
         self.db = db
         self.provider = provider
@@ -133,8 +134,11 @@ class Dispatcher:
         self._db_ok_since: float | None = None
         self._outage_logged_at = -1e18  # one warning when an outage starts, then one a minute
         self._in_outage = False
-        # Outcomes and refunds are written there, many at a time (domain/call_outcomes.py).
-        self.outcomes = CallOutcomes(db)
+        # Whether any service wants status events: if none, no statement reads status_url.
+        self.status = status_events.Watch(db, status_refresh_s)
+        # Outcomes and refunds are written there, many at a time (domain/call_outcomes.py),
+        # with their status events while ``self.status`` says a service may want them.
+        self.outcomes = CallOutcomes(db, self.status)
 
     def wake(self) -> None:
         self._wake.set()
@@ -212,7 +216,7 @@ class Dispatcher:
             return 0
         now = self.clock.now()
         params = {"free": free, "owner": self.name, "until": now + self.lease_s, "now": now}
-        rows = await self.db.write_all(_CLAIM, params)
+        rows = await _CLAIM.run(self.db, params, wanted=await self.status.check())
         for r in rows:
             metrics.DISPATCH_DELAY.observe(max(0.0, now - r["created_at"]))
             request = CallRequest(int(r["id"]), r["phone"], r["code"], CallKind(r["kind"]))

@@ -34,6 +34,7 @@ class Service:
     settings: ServiceSettings
     created_at: float
     last_request_at: float | None
+    status_url: str | None = None  # status events go here (domain/status_events.py)
 
     @classmethod
     def from_row(cls, row: Any) -> Service:
@@ -50,6 +51,7 @@ class Service:
             settings=ServiceSettings.model_validate(m["settings"] or {}),
             created_at=m["created_at"],
             last_request_at=m["last_request_at"],
+            status_url=m.get("status_url"),
         )
 
 

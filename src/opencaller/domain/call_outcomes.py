@@ -15,6 +15,11 @@ commits. On PostgreSQL the outcomes with nothing to refund (reached, or free) ar
 outcome on SQLite, share one transaction. A batch that fails for a reason other than an
 outage is logged, counted (``opencaller_write_batch_failures_total``) and written again one
 row at a time, so each call gets its own result and one bad row costs no other its outcome.
+
+Each outcome also records its ``finished`` status event (domain/status_events.py) if its
+service has a status_url, in the same statement (the PostgreSQL batch) or transaction. While
+no service of the installation has one (``status_events.Watch``), the statements are exactly
+those above: nothing is read or written for events.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from ..observability import metrics
 from ..storage.database import Database
 from ..storage.outage import describe, is_unavailable
 from ..storage.tables import authorizations
-from . import billing
+from . import billing, status_events
 
 log = logging.getLogger("opencaller.outcomes")
 a = authorizations.c
@@ -118,10 +123,12 @@ _FINISH_ROW = (
     )
     .returning(a.account_id, a.cost, a.refunded, a.kind)
 )
+# The same, telling whether the row's service wants status events (while one may).
+_FINISH_ROW_STATUS = _FINISH_ROW.returning(*status_events.RETURNING)
 
 # PostgreSQL, outcomes with nothing to refund, each under its dispatcher's lease: the same
 # write as ``_FINISH_ROW`` for many rows in one statement.
-_FINISH_LEASED_MANY = """
+_UPDATE_LEASED_MANY = """
 UPDATE authorizations AS t
 SET dispatch_state = 'done', call_status = v.status, outcome = v.outcome,
     caller_id = v.caller_id, sip_code = v.sip_code, sip_reason = v.sip_reason,
@@ -130,13 +137,17 @@ FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int
             $7::text[], $8::int[], $9::float8[])
      AS v(id, owner, status, outcome, caller_id, sip_code, sip_reason, q850, finished_at)
 WHERE t.id = v.id AND t.dispatch_state = 'dialing' AND t.lease_owner = v.owner
-RETURNING t.id
 """
+_FINISH_LEASED_MANY = _UPDATE_LEASED_MANY + "RETURNING t.id"
+# While some service has a status_url: the same, inserting their ``finished`` events too.
+_FINISH_LEASED_MANY_STATUS = status_events.recording_finished(_UPDATE_LEASED_MANY)
 
 
 class CallOutcomes:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, status: status_events.Watch | None = None) -> None:
         self.db = db
+        # Whether any service may want status events; without a watch, assume one may.
+        self.status = status
         self._pending: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -191,11 +202,14 @@ class CallOutcomes:
             if not p.future.done():
                 p.future.set_result(p.ending.auth_id in written)
 
+    def _events(self) -> bool:
+        return self.status is None or self.status.any
+
     async def _write_leased(self, batch: Sequence[_Pending]) -> set[int]:
         batch = sorted(batch, key=lambda p: p.ending.auth_id)  # rows locked in id order
         e = [p.ending for p in batch]
         records = await self.db.pg_fetch(
-            _FINISH_LEASED_MANY,
+            _FINISH_LEASED_MANY_STATUS if self._events() else _FINISH_LEASED_MANY,
             [x.auth_id for x in e],
             [p.hold.owner for p in batch],
             [1 if x.reached else 0 for x in e],
@@ -211,11 +225,12 @@ class CallOutcomes:
     async def _write_in_transaction(self, batch: Sequence[_Pending]) -> set[int]:
         written: set[int] = set()
         owed: list[_Refund] = []
+        events = self._events()
         async with self.db.write() as conn:
             # Rows in id order, then balances in account order: two writers finishing some
             # of the same calls (an owner and a recovery) lock in one order, never in a cycle.
             for p in sorted(batch, key=lambda p: p.ending.auth_id):
-                refund = await _finish_row(conn, p.ending, p.hold)
+                refund = await _finish_row(conn, p.ending, p.hold, events=events)
                 if refund is not None:
                     written.add(p.ending.auth_id)
                     if refund.amount > 0:
@@ -225,10 +240,14 @@ class CallOutcomes:
         return written
 
 
-async def finish_in(conn: AsyncConnection, ending: Ending, hold: Hold) -> bool:
+async def finish_in(
+    conn: AsyncConnection, ending: Ending, hold: Hold, *, events: bool = True
+) -> bool:
     """The same write inside the caller's transaction, for an outcome that must commit with
-    other rows (an inbound call and its webhook): whether the row was still held."""
-    refund = await _finish_row(conn, ending, hold)
+    other rows (an inbound call and its webhook): whether the row was still held.
+    ``events=False``: the caller records the status events itself (an inbound verification
+    records ``verified`` before ``finished``)."""
+    refund = await _finish_row(conn, ending, hold, events=events)
     if refund is None:
         return False
     if refund.amount > 0:
@@ -245,8 +264,11 @@ class _Refund:
     now: float
 
 
-async def _finish_row(conn: AsyncConnection, ending: Ending, hold: Hold) -> _Refund | None:
-    """Write one outcome: what its call is owed, or None if the row is no longer held."""
+async def _finish_row(
+    conn: AsyncConnection, ending: Ending, hold: Hold, *, events: bool
+) -> _Refund | None:
+    """Write one outcome, and its ``finished`` event if ``events`` and its service wants it:
+    what its call is owed, or None if the row is no longer held."""
     params = {
         "b_id": ending.auth_id,
         "b_state": hold.state,
@@ -260,9 +282,19 @@ async def _finish_row(conn: AsyncConnection, ending: Ending, hold: Hold) -> _Ref
         "b_q850": ending.q850_cause,
         "b_finished_at": ending.finished_at,
     }
-    row = (await conn.execute(_FINISH_ROW, params)).first()
+    row = (await conn.execute(_FINISH_ROW_STATUS if events else _FINISH_ROW, params)).first()
     if row is None:
         return None  # someone else finished it
+    if events:
+        await status_events.enqueue_finished(
+            conn,
+            row,
+            authorization_id=ending.auth_id,
+            call_status=1 if ending.reached else 0,
+            outcome=ending.outcome,
+            sip_code=ending.sip_code,
+            now=ending.finished_at,
+        )
     owed = 0 if ending.reached or row.refunded else int(row.cost)
     return _Refund(ending.auth_id, row.account_id, owed, row.kind, ending.finished_at)
 

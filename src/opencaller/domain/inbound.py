@@ -13,10 +13,12 @@ from collections.abc import Callable
 from sqlalchemy import update
 
 from ..numbering import InvalidPhoneNumber, PhoneDirectory, normalize_phone
+from ..observability import metrics
 from ..storage.database import Database
 from ..storage.tables import authorizations
 from ..telephony.base import InboundCall, Outcome
 from ..webhooks.outbox import InboundCallPayload, enqueue_inbound_call
+from . import status_events
 from .authorizations import Authorizations
 from .call_outcomes import Ending, Hold, finish_in
 from .clock import Clock
@@ -78,12 +80,19 @@ class InboundVerifications:
                 caller_id=caller,
                 sip_reason="the subscriber called; declined so the call is free",
             )
-            if not await finish_in(conn, ending, Hold.waiting()):
+            # Its status events are recorded below, ``verified`` before ``finished``.
+            if not await finish_in(conn, ending, Hold.waiting(), events=False):
                 log.info("inbound call came after its wait ended", extra={"ucaller_id": auth.id})
                 return None
             # the call itself proves the number
-            await conn.execute(
-                update(authorizations).where(a.id == auth.id).values(verified_at=now)
+            verified = await conn.execute(
+                update(authorizations)
+                .where(a.id == auth.id)
+                .values(verified_at=now)
+                .returning(*status_events.RETURNING)
+            )
+            await status_events.enqueue_inbound_verified(
+                conn, verified.one(), authorization_id=auth.id, now=now
             )
             payload = InboundCallPayload(
                 call_id=str(auth.id),
@@ -104,5 +113,6 @@ class InboundVerifications:
                 now=now,
             )
         log.info("inbound verification confirmed", extra={"ucaller_id": auth.id})
+        metrics.count_verified(auth)
         self.delivered()
         return auth.id

@@ -19,12 +19,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, or_, select
+from sqlalchemy import Select, Table, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..storage.database import Database
 from ..storage.tables import authorizations, services
-from ..storage.webhook_tables import webhook_outbox
+from ..storage.webhook_tables import status_events, webhook_outbox
 from . import limits
 from .authorizations import INBOUND_TTL_S, REPEAT_WINDOW_S
 from .clock import Clock
@@ -37,7 +38,8 @@ MIN_AGE_S = max(limits.DAY, limits.HOUR, REPEAT_WINDOW_S, INBOUND_TTL_S) + DAY
 BATCH = 500
 
 a = authorizations.c
-wo = webhook_outbox.c
+# Settled deliveries of both kinds are kept ``webhook_retention_days``.
+OUTBOXES = (webhook_outbox, status_events)
 _repeats = authorizations.alias("r")
 
 
@@ -99,14 +101,22 @@ async def _purge_chains(db: Database, service_id: int, cutoff: float, batch: int
         return int(gone.rowcount or 0)
 
 
-async def _purge_webhooks(db: Database, cutoff: float, batch: int) -> int:
+def _settled(outbox: Table, cutoff: float) -> list[ColumnElement[bool]]:
+    """Deliveries done with (delivered or given up) before ``cutoff``. Both outboxes, the
+    callbacks' and the status events', have these columns and a (state, next_attempt_at)
+    index."""
+    c = outbox.c
+    return [
+        c.state.in_(("delivered", "failed")),
+        c.next_attempt_at < cutoff,  # leads the (state, next_attempt_at) index
+        func.coalesce(c.delivered_at, c.created_at) < cutoff,
+    ]
+
+
+async def _purge_webhooks(db: Database, cutoff: float, batch: int, outbox: Table) -> int:
     settled = (
-        select(wo.id)
-        .where(
-            wo.state.in_(("delivered", "failed")),
-            wo.next_attempt_at < cutoff,  # leads the (state, next_attempt_at) index
-            func.coalesce(wo.delivered_at, wo.created_at) < cutoff,
-        )
+        select(outbox.c.id)
+        .where(*_settled(outbox, cutoff))
         .limit(batch)
         .with_for_update(skip_locked=True)
     )
@@ -114,7 +124,7 @@ async def _purge_webhooks(db: Database, cutoff: float, batch: int) -> int:
         ids = [int(i) for i in (await conn.scalars(settled))]
         if not ids:
             return 0
-        gone = await conn.execute(delete(webhook_outbox).where(wo.id.in_(ids)))
+        gone = await conn.execute(delete(outbox).where(outbox.c.id.in_(ids)))
         return int(gone.rowcount or 0)
 
 
@@ -138,14 +148,10 @@ async def count_purgeable(
             for sid in await _service_ids(db):
                 n_auth += await _count(conn, sid, cutoff)
         if hooks is not None:
-            q = select(func.count()).where(
-                and_(
-                    wo.state.in_(("delivered", "failed")),
-                    wo.next_attempt_at < hooks,
-                    func.coalesce(wo.delivered_at, wo.created_at) < hooks,
-                )
-            )
-            n_hooks = int((await conn.execute(q)).scalar_one())
+            for outbox in OUTBOXES:
+                settled = and_(*_settled(outbox, hooks))
+                q = select(func.count()).select_from(outbox).where(settled)
+                n_hooks += int((await conn.execute(q)).scalar_one())
     return Purged(n_auth, n_hooks)
 
 
@@ -177,12 +183,13 @@ async def purge(
                     break
                 await asyncio.sleep(pause_s)
     hooks = webhook_cutoff(now, webhook_retention_days)
-    while hooks is not None and not stopping():
-        n = await _purge_webhooks(db, hooks, batch)
-        n_hooks += n
-        if n < batch:
-            break
-        await asyncio.sleep(pause_s)
+    for outbox in OUTBOXES:
+        while hooks is not None and not stopping():
+            n = await _purge_webhooks(db, hooks, batch, outbox)
+            n_hooks += n
+            if n < batch:
+                break
+            await asyncio.sleep(pause_s)
     return Purged(n_auth, n_hooks)
 
 

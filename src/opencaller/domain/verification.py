@@ -23,8 +23,10 @@ from sqlalchemy import BigInteger, Float, Integer, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
+from ..observability import metrics
 from ..storage.database import Database
 from ..storage.tables import authorizations
+from . import status_events
 from .accounts import Service
 from .records import BY_ID, OWNED, Authorization
 from .request_keys import Key, Taken, answer_of, claim, keep
@@ -38,6 +40,7 @@ class Verified:
     ucaller_id: int  # the id that was asked about (any id of the chain)
     verified_at: float
     attempts_left: int
+    fresh: bool = False  # this check verified the chain (not kept with a replayed answer)
 
 
 # One check, counted only while attempts remain and the chain is not verified yet.
@@ -163,25 +166,28 @@ async def _check(
     async with db.write() as conn:
         if key is not None:
             await claim(db, conn, key, root.id, now)
-        outcome = await _count(conn, uid, root, code, right, limit, now)
+        outcome = await _count(conn, service, uid, root, code, right, now)
         if key is not None:
             await keep(conn, key, _stored(outcome))
     if isinstance(outcome, UcallerError):
         raise outcome
+    if outcome.fresh:
+        metrics.count_verified(root)
     return outcome
 
 
 async def _count(
     conn: AsyncConnection,
+    service: Service,
     uid: int,
     root: Authorization,
     code: str,
     right: bool,
-    limit: int,
     now: float,
 ) -> Outcome:
     """Spend one attempt and decide, inside the write transaction (nothing raised here, so
     the answer is kept with the count)."""
+    limit = service.settings.verify_attempts
     counted = (await conn.execute(_COUNT, {"root": root.id, "max": limit})).first()
     if counted is None:
         # Another check got in first: it used the last attempt or verified the chain.
@@ -196,4 +202,5 @@ async def _count(
     if not right:
         return UcallerError(Code.WRONG_CODE, extra={"attempts_left": _left(limit, used)})
     await conn.execute(_VERIFY, {"root": root.id, "now": now})
-    return Verified(uid, now, _left(limit, used))
+    await status_events.enqueue_verified(conn, service, authorization_id=uid, now=now)
+    return Verified(uid, now, _left(limit, used), fresh=True)

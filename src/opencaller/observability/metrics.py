@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -141,6 +142,8 @@ class Probes(Collector):
         self.webhooks: dict[str, int] = {}  # outbox state -> rows
         self.webhook_retrying: int | None = None
         self.webhook_oldest_pending: float | None = None
+        self.status_events: dict[str, int] = {}  # status webhooks' outbox state -> rows
+        self.status_oldest_pending: float | None = None
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
@@ -186,6 +189,20 @@ class Probes(Collector):
                 "Age of the oldest pending webhook delivery; 0 when there is none.",
                 value=self.webhook_oldest_pending,
             )
+        status = GaugeMetricFamily(
+            "opencaller_status_events",
+            "Status webhook events waiting (pending) or given up on (failed).",
+            labels=["state"],
+        )
+        for state, n in sorted(self.status_events.items()):
+            status.add_metric([state], n)
+        yield status
+        if self.status_oldest_pending is not None:
+            yield GaugeMetricFamily(
+                "opencaller_status_events_oldest_pending_seconds",
+                "Age of the oldest pending status webhook event; 0 when there is none.",
+                value=self.status_oldest_pending,
+            )
 
 
 def render(queue: QueueDepth | None = None, probes: Probes | None = None) -> bytes:
@@ -201,3 +218,50 @@ def render(queue: QueueDepth | None = None, probes: Probes | None = None) -> byt
         if collector is not None:
             extra.register(collector)
     return out + generate_latest(extra)
+
+
+# Conversion (verified ÷ initiated), labelled by channel (flash, voice, mix, inbound) and
+# country (ISO code): both sets are small and fixed, so the series stay few however many
+# services there are. Per service, day and operator, conversion is on the dashboard's
+# statistics page instead (a service id label would grow with every customer). Initiated
+# counts new authorizations, not free repeats: a chain of repeats is one verification.
+AUTHORIZATIONS = Counter(
+    "opencaller_authorizations_total",
+    "Verifications started (new authorizations, repeats excluded), by channel and country.",
+    ["channel", "country"],
+)
+VERIFIED = Counter(
+    "opencaller_verified_total",
+    "Verifications confirmed (verifyCode's right code, or the inbound call), by channel and"
+    " country.",
+    ["channel", "country"],
+)
+
+
+class Verification(Protocol):
+    """What the conversion counters read of an authorization (domain/records.py)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def direction(self) -> str: ...
+    @property
+    def country_iso(self) -> str: ...
+    @property
+    def is_test(self) -> bool: ...
+
+
+def _labels(auth: Verification) -> tuple[str, str]:
+    return ("inbound" if auth.direction == "in" else auth.kind), (auth.country_iso or "unknown")
+
+
+def count_initiated(auth: Verification) -> None:
+    """A new verification (TEST numbers are left out, as on the dashboard)."""
+    if not auth.is_test:
+        AUTHORIZATIONS.labels(*_labels(auth)).inc()
+
+
+def count_verified(auth: Verification) -> None:
+    """The chain's original, as verified (by verifyCode or its inbound call)."""
+    if not auth.is_test:
+        VERIFIED.labels(*_labels(auth)).inc()

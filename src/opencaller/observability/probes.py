@@ -17,7 +17,7 @@ from sqlalchemy import case, func, select
 
 from ..storage.database import Database
 from ..storage.tables import authorizations
-from ..storage.webhook_tables import webhook_outbox
+from ..storage.webhook_tables import status_events, webhook_outbox
 from .metrics import Probes, QueueDepth
 
 log = logging.getLogger("opencaller.metrics")
@@ -27,6 +27,7 @@ PENDING = ("queued", "dialing", "waiting")
 
 a = authorizations.c
 wo = webhook_outbox.c
+se = status_events.c
 
 
 class Pingable(Protocol):
@@ -88,6 +89,23 @@ async def _webhooks(db: Database, probes: Probes, now: float) -> None:
     )
 
 
+async def _status_events(db: Database, probes: Probes, now: float) -> None:
+    """The status webhooks' outbox, like the callbacks' (delivered rows are left out)."""
+    q = (
+        select(se.state, func.count(), func.min(se.created_at))
+        .where(se.state.in_(("pending", "failed")))
+        .group_by(se.state)
+    )
+    counts = {"pending": 0, "failed": 0}
+    oldest = 0.0
+    async with db.read() as conn:
+        for state, n, created in (await conn.execute(q)).all():
+            counts[str(state)] = int(n)
+            if state == "pending" and created is not None:
+                oldest = max(0.0, now - float(created))
+    probes.status_events, probes.status_oldest_pending = counts, oldest
+
+
 async def measure(db: Database, redis: Pingable | None, queue: QueueDepth, probes: Probes) -> None:
     """Fill ``queue`` and ``probes`` for the scrape about to be rendered."""
     checks = [_up(db)] + ([_up(redis)] if redis is not None else [])
@@ -100,7 +118,12 @@ async def measure(db: Database, redis: Pingable | None, queue: QueueDepth, probe
     now = time.time()
     try:
         await asyncio.wait_for(
-            asyncio.gather(_queue(db, queue, probes, now), _webhooks(db, probes, now)), TIMEOUT_S
+            asyncio.gather(
+                _queue(db, queue, probes, now),
+                _webhooks(db, probes, now),
+                _status_events(db, probes, now),
+            ),
+            TIMEOUT_S,
         )
     except Exception:
         log.warning("queue or outbox unavailable for metrics", exc_info=True)

@@ -116,6 +116,8 @@ services = Table(
     Column("settings", JSON, nullable=False, default=dict),
     Column("created_at", Float, nullable=False),
     Column("last_request_at", Float, nullable=True),
+    # Where status events go (our extension; webhooks/status.py); NULL: none are recorded.
+    Column("status_url", Text, nullable=True),
     Index("ix_services_account", "account_id"),
 )
 

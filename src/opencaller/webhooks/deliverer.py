@@ -1,16 +1,13 @@
 """The outbox worker: lease due rows, POST them signed, record the result, back off on
 failure. Any number of processes may run it against one database.
 
-Each delivery resolves the receiver's name once, refuses it if any address is not allowed
-(webhooks/destinations.py), and connects to the address it checked: the request goes to that
-IP with the original Host header and TLS name, so DNS cannot change between check and
-connect. Redirects are never followed, and proxies from the environment are ignored."""
+Each delivery goes through webhooks/sender.py: the receiver's name is resolved once and
+checked, and the request connects to the address checked."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import random
@@ -27,10 +24,8 @@ from opencaller.storage.outage import describe, is_unavailable
 from opencaller.storage.tables import services
 from opencaller.storage.webhook_tables import webhook_outbox as wo
 
-# One implementation of the signature for both sides: customers verify with the same module.
-from opencaller.webhook_signature import EVENT_HEADER, SIGNATURE_HEADER, sign
-
-from .destinations import DestinationPolicy, ForbiddenDestination, IPAddress, Target
+from .destinations import DestinationPolicy, IPAddress, Target
+from .sender import Sender, attempt, new_client, settle
 
 log = logging.getLogger("opencaller.webhooks")
 
@@ -63,15 +58,9 @@ class WebhookDeliverer:
     ) -> None:
         self.engine = engine
         self._own_client = client is None
-        self.client = client or httpx.AsyncClient(
-            timeout=timeout_s,
-            follow_redirects=False,
-            trust_env=False,  # an HTTP_PROXY would connect elsewhere than the address checked
-            # Requests go to a pinned IP; a pooled TLS connection to that IP was verified for
-            # whichever name opened it, so never reuse one for another receiver.
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
+        self.client = client or new_client(timeout_s)
         self.policy = policy or DestinationPolicy()
+        self.sender = Sender(self.client, self.policy, timeout_s, resolve=self.resolve)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.batch = batch
         self.lease_s = lease_s
@@ -129,90 +118,21 @@ class WebhookDeliverer:
         return token, jobs
 
     async def resolve(self, target: Target) -> IPAddress:
-        """The address to connect to. Raises ForbiddenDestination if the name has any address
-        webhooks may not reach (rather than picking another: such a name is not a receiver)."""
-        if target.address is not None:
-            self.policy.check_address(target.address)
-            return target.address
-        loop = asyncio.get_running_loop()
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(
-                target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-            ),
-            self.timeout_s,
-        )
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-        if not addresses:
-            raise OSError(f"{target.host} has no address")
-        for ip in addresses:
-            try:
-                self.policy.check_address(ip)
-            except ForbiddenDestination as exc:
-                raise ForbiddenDestination(f"{target.host} resolves to {exc}") from None
-        return addresses[0]
-
-    async def _post(self, job: _Job) -> httpx.Response:
-        target = self.policy.check_url(job.url)
-        ip = await self.resolve(target)
-        request = self.client.build_request(
-            "POST",
-            target.url,  # Host header (and Basic auth from userinfo) for the name given
-            content=job.body,
-            headers={
-                "Content-Type": "application/json",
-                EVENT_HEADER: job.event,
-                SIGNATURE_HEADER: sign(job.secret, job.body),
-                "User-Agent": "opencaller-webhooks",
-            },
-            timeout=self.timeout_s,
-        )
-        request.url = target.url.copy_with(host=str(ip))  # connect to the address checked
-        if target.url.scheme == "https" and target.address is None:
-            request.extensions["sni_hostname"] = target.host  # and verify TLS for the name
-        return await self.client.send(request, follow_redirects=False)
+        """The address to connect to (see webhooks/sender.py)."""
+        return await self.sender.resolve(target)
 
     async def _deliver(self, token: str, job: _Job) -> bool:
-        status: int | None = None
-        error: str | None = None
-        refused = False
-        try:
-            resp = await self._post(job)
-            status = resp.status_code
-            ok = 200 <= status < 300
-            if resp.is_redirect:
-                error = f"HTTP {status} (redirects are not followed)"
-            elif not ok:
-                error = f"HTTP {status}"
-        except ForbiddenDestination as exc:
-            ok, refused = False, True
-            error = f"refused: {exc}"[:500]
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
-            ok = False
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        now = time.time()
+        result = await attempt(self.sender, job.url, job.event, job.body, job.secret)
         attempts = job.attempts + 1
-        values: dict[str, object] = {
-            "attempts": attempts,
-            "last_status": status,
-            "last_error": error,
-            "lease_owner": None,
-            "lease_until": None,
-        }
-        if ok:
-            values.update(state="delivered", delivered_at=now)
-        elif refused:  # the URL will not become acceptable by waiting
-            values.update(state="failed")
-            log.warning("webhook %d to %s %s", job.id, job.url, error)
-        elif attempts >= job.max_attempts:
-            values.update(state="failed")
-            log.warning("webhook %d to %s failed for good: %s", job.id, job.url, error)
-        else:
-            values.update(next_attempt_at=now + self.backoff(attempts))
+        values = settle(result, attempts, job.max_attempts, self.backoff(attempts), time.time())
+        if values.get("state") == "failed":
+            reason = result.error if result.refused else f"failed for good: {result.error}"
+            log.warning("webhook %d to %s %s", job.id, job.url, reason)
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(wo).where(wo.c.id == job.id, wo.c.lease_owner == token).values(**values)
             )
-        return ok
+        return result.ok
 
     async def run_once(self) -> int:
         """Deliver what is due now; returns how many deliveries were attempted."""

@@ -13,6 +13,7 @@ from ..domain.phones import parse_code
 from ..domain.verification import verify_code as check_code
 from ..errors import Code, UcallerError
 from ..numbering import InvalidPhoneNumber, InvalidReason
+from ..observability import metrics
 from ..phone_text import e164
 from ..runtime import Runtime
 from ..telephony.base import CallKind
@@ -66,6 +67,8 @@ async def init_call(rt: Runtime, caller: Caller, args: Args) -> dict[str, Any]:
         unique=unique,
         kind=kind,
     )
+    if not result.exists:  # conversion's denominator (a replayed key started nothing)
+        metrics.count_initiated(result.auth)
     return views.init_call(result)
 
 
@@ -145,6 +148,7 @@ async def inbound_call_waiting(rt: Runtime, caller: Caller, args: Args) -> dict[
     auth = await rt.authorizations.inbound_waiting(
         caller.service, caller.account, phone=phone, callback_url=url
     )
+    metrics.count_initiated(auth)
     return views.inbound(auth)
 
 

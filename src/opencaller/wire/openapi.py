@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 from .. import __version__
 from ..errors import MESSAGES, Code
 from ..telephony.base import Outcome
+from . import openapi_webhooks
 
 Schema = dict[str, Any]
 
@@ -754,10 +755,14 @@ def document() -> Schema:
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": "uCaller", "description": "uCaller API v1.0 methods."}],
+        "tags": [
+            {"name": "uCaller", "description": "uCaller API v1.0 methods."},
+            {"name": "Webhooks", "description": "What opencaller POSTs to your URLs."},
+        ],
         "paths": paths,
+        "webhooks": openapi_webhooks.webhooks(),
         "components": {
-            "schemas": {**ANSWERS, "Error": error_schema()},
+            "schemas": {**ANSWERS, "Error": error_schema(), **openapi_webhooks.SCHEMAS},
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
@@ -847,6 +852,8 @@ def docs_html() -> str:
             doc=doc,
             schemas=schemas,
             answers=[(name, schemas[name]) for name in ANSWERS],
+            webhooks=[(name, schemas[name]) for name in openapi_webhooks.SCHEMAS],
+            signature_text=openapi_webhooks.SIGNATURE_TEXT,
             codes=[(int(c), MESSAGES[c]) for c in Code],
             extension=EXTENSION,
         )

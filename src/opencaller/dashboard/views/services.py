@@ -7,7 +7,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ...domain import reports
+from ...domain import reports, status_events
 from ...domain.accounts import Service, create_service, regenerate_key, update_service
 from .. import fmt
 from ..web import Ctx, Dash, NotFound, int_param, page
@@ -159,6 +159,30 @@ async def settings(ctx: Ctx) -> Response:
     return ctx.redirect(f"/dashboard/services/{service.id}")
 
 
+async def status_url(ctx: Ctx) -> Response:
+    """Status webhooks: where they go, or off (empty)."""
+    service = await _service(ctx)
+    url = ctx.field("status_url")
+    refusal = status_events.status_url_refusal(url, ctx.rt.webhook_destinations) if url else None
+    if refusal is not None:
+        errors = [ctx.t("This status URL cannot be used: {why}", why=refusal)]
+        return ctx.render(
+            "service.html",
+            status=400,
+            service=service,
+            form=_settings_form(service),
+            errors=[],
+            status_errors=errors,
+            status_url=url,
+        )
+    async with ctx.rt.db.write() as conn:
+        await status_events.set_status_url(conn, service.id, url or None)
+    ctx.rt.auth.forget(service.id)
+    await ctx.log(f"status webhooks {'set' if url else 'off'}: #{service.id} {url}")
+    ctx.flash("Status webhooks are on." if url else "Status webhooks are off.")
+    return ctx.redirect(f"/dashboard/services/{service.id}")
+
+
 def routes(dash: Dash) -> list[BaseRoute]:
     post = ["POST"]
     return [
@@ -170,4 +194,5 @@ def routes(dash: Dash) -> list[BaseRoute]:
         Route("/dashboard/services/{sid}/enabled", page(dash, toggle), methods=post),
         Route("/dashboard/services/{sid}/archived", page(dash, archive), methods=post),
         Route("/dashboard/services/{sid}/settings", page(dash, settings), methods=post),
+        Route("/dashboard/services/{sid}/status-url", page(dash, status_url), methods=post),
     ]

@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from ...domain import reports
 from ...domain.accounts import Service
 from ...numbering import InvalidPhoneNumber
-from .. import fmt
+from .. import fmt, verification_stats
 from ..charts import Series, bar_chart, legend
 from ..web import Ctx, Dash, NotFound, int_param, page
 
@@ -133,6 +133,7 @@ async def stats(ctx: Ctx) -> Response:
         by_country=figures.by_country,
         by_operator=await by_operator(ctx, figures.blocks),
         **_charts(ctx, labels, rows, [figures.spend.get(d, 0) for d in numbers]),
+        verification=await verification_stats.load(ctx, since, until, service_id),
     )
 
 

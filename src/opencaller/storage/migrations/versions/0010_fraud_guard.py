@@ -1,10 +1,8 @@
 """fraud guard: signal counters, admissions, refused attempts and blocks
 
 Revision ID: 0010_fraud_guard
-Revises: 0008_verify_code
+Revises: 0009_status_webhooks
 Create Date: 2026-11-27 16:30:00.000000
-
-(Written next to 0009; the branch that merges both chains this one after 0009.)
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_fraud_guard"
-down_revision = "0008_verify_code"
+down_revision = "0009_status_webhooks"
 branch_labels = None
 depends_on = None
 
