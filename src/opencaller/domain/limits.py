@@ -2,8 +2,8 @@
 
 Per number (every service of the installation counts): 4 calls in any 60 s, 30 in any 24 h
 (error 18), and 15 s between two authorizations (error 19). Per service: the hourly limit of
-its settings (error 50). The caller holds the matching lock (Database.lock) so the count and
-the insert that follows are one step.
+its settings (error 50). ``count`` takes the matching locks, held to the commit, so the count
+and the insert that follows are one step.
 
 With Redis configured the same rules are kept in Redis instead (``LimitStore``,
 storage/redis_limits.py): one atomic check-and-record per request, no lock in the database.
@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-from sqlalchemy import Float, bindparam, case, func, select
+from sqlalchemy import Connection, Float, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
+from ..storage.locks import lock
 from ..storage.tables import authorizations
 
 PER_MINUTE = 4
@@ -49,9 +50,14 @@ _NUMBER_USAGE = select(
 )
 
 
-async def check_number(conn: AsyncConnection, phone: str, now: float) -> None:
+_SERVICE_HOUR = select(func.count(), func.min(a.created_at)).where(
+    a.service_id == bindparam("service_id"), a.created_at > bindparam("since", type_=Float)
+)
+
+
+def check_number(conn: Connection, phone: str, now: float) -> None:
     params = {"phone": phone, "since_minute": now - MINUTE, "since_day": now - DAY}
-    row = (await conn.execute(_NUMBER_USAGE, params)).one()
+    row = conn.execute(_NUMBER_USAGE, params).one()
     day_count, minute_count, oldest_day, oldest_minute, newest = row
     minute_count = int(minute_count or 0)
     if day_count >= PER_DAY:
@@ -62,19 +68,26 @@ async def check_number(conn: AsyncConnection, phone: str, now: float) -> None:
         raise UcallerError(Code.NUMBER_WAIT, retry_after=_wait(newest + MIN_GAP_S, now))
 
 
-async def check_service_hourly(
-    conn: AsyncConnection, service_id: int, limit: int, now: float
-) -> None:
-    row = (
-        await conn.execute(
-            select(func.count(), func.min(a.created_at)).where(
-                a.service_id == service_id, a.created_at > now - HOUR
-            )
-        )
-    ).one()
-    count, oldest = row
-    if count >= limit:
+def check_service_hourly(conn: Connection, service_id: int, limit: int, now: float) -> None:
+    params = {"service_id": service_id, "since": now - HOUR}
+    n, oldest = conn.execute(_SERVICE_HOUR, params).one()
+    if n >= limit:
         raise UcallerError(Code.HOURLY_LIMIT, retry_after=_wait(oldest + HOUR, now))
+
+
+def count(
+    conn: Connection, service_id: int, hourly_limit: int, phone: str | None, now: float
+) -> None:
+    """The limits counted in the database, under their locks (held to the commit): the
+    service's hourly limit if ``hourly_limit``, the number's limits if ``phone``. Raises the
+    refusal. Synchronous SQLAlchemy: the same code runs in SQLite's writer thread and, through
+    ``run_sync``, in an async transaction."""
+    if hourly_limit:
+        lock(conn, "service", service_id)
+        check_service_hourly(conn, service_id, hourly_limit, now)
+    if phone is not None:
+        lock(conn, "phone", phone)
+        check_number(conn, phone, now)
 
 
 # -- limits kept outside the database (storage/redis_limits.py) ----------------------------

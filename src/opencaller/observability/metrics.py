@@ -136,3 +136,9 @@ def render(queue: QueueDepth | None = None, probes: Probes | None = None) -> byt
         if collector is not None:
             extra.register(collector)
     return out + generate_latest(extra)
+
+WRITE_BATCH_FAILURES = Counter(
+    "opencaller_write_batch_failures_total",
+    "Batched writes that failed as a whole and were written again one by one, by operation.",
+    ["operation"],
+)

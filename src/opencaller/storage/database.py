@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -21,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .db import DbTimeouts, asyncpg_dsn, create_engine, is_sqlite
 from .hot import Hot
+from .locks import lock_key
 from .outage import is_unavailable
+from .sqlite_writer import SqliteWriter
 
 Row = Mapping[str, Any]
 
@@ -64,6 +65,7 @@ class Database:
         else:
             self.writer = self.reader
             self._snapshot_free = self.reader.execution_options(isolation_level="AUTOCOMMIT")
+        self._sqlite_writer: SqliteWriter | None = None
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -73,6 +75,14 @@ class Database:
             return
         async with self._write_lock, self.writer.begin() as conn:
             yield conn
+
+    def sqlite_writer(self) -> SqliteWriter:
+        """SQLite: write transactions that run in one thread hop (storage/sqlite_writer.py),
+        taking their turn with ``write()``."""
+        assert self._write_lock is not None, "SQLite only"
+        if self._sqlite_writer is None:
+            self._sqlite_writer = SqliteWriter(self.url, self._write_lock)
+        return self._sqlite_writer
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -149,8 +159,7 @@ class Database:
         """Serialise transactions that touch the same (kind, key) until commit or rollback."""
         if self.sqlite:
             return  # BEGIN IMMEDIATE already holds the only write lock
-        k = zlib.crc32(f"{kind}:{key}".encode())
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": k})
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(kind, key)})
 
     async def ping(self) -> bool:
         try:
@@ -161,6 +170,8 @@ class Database:
             return False
 
     async def close(self) -> None:
+        if self._sqlite_writer is not None:
+            await self._sqlite_writer.close()
         if self._pool is not None:
             await self._pool.close()
         await self.reader.dispose()
