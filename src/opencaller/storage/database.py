@@ -22,7 +22,7 @@ from .db import DbTimeouts, asyncpg_dsn, create_engine, is_sqlite
 from .hot import Hot
 from .locks import lock_key
 from .outage import is_unavailable
-from .sqlite_writer import SqliteWriter
+from .sqlite_writer import SqliteWriter, run_hot
 
 Row = Mapping[str, Any]
 
@@ -150,8 +150,9 @@ class Database:
     async def _hot(self, hot: Hot, params: Mapping[str, Any], *, write: bool) -> list[Row]:
         if not self.sqlite:
             return await self.pg_fetch(hot.sql, *hot.args(params))
-        connect = self.write() if write else self.read()
-        async with connect as conn:
+        if write:  # one thread hop for the whole transaction (storage/sqlite_writer.py)
+            return await self.sqlite_writer().transaction(run_hot, hot, params)
+        async with self.read() as conn:
             rows = (await conn.execute(hot.clause, dict(params))).all()
         return [cast(Row, r._mapping) for r in rows]
 

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.pool import StaticPool
 
 from .db import _sqlite_pragmas, make_url
+from .hot import Hot
 
 T = TypeVar("T")
 
@@ -84,6 +85,12 @@ class SqliteWriter:
             self._conn.close()
             self._conn = None
         self._engine.dispose()
+
+
+def run_hot(conn: Connection, hot: Hot, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A hot statement (storage/hot.py) as a whole transaction: its rows as mappings."""
+    rows = conn.execute(hot.clause, dict(params)).all()
+    return [cast(Mapping[str, Any], r._mapping) for r in rows]
 
 
 def _no_implicit_begin(dbapi_conn: Any, _rec: Any) -> None:
