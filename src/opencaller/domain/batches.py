@@ -53,6 +53,7 @@ class Batcher(Generic[R, O]):
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                metrics.WRITE_BATCH_SIZE.labels(self.operation).observe(len(batch))
                 if len(batch) == 1:
                     await self._one_by_one(batch)
                 else:

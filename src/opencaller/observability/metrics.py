@@ -137,6 +137,12 @@ def render(queue: QueueDepth | None = None, probes: Probes | None = None) -> byt
             extra.register(collector)
     return out + generate_latest(extra)
 
+WRITE_BATCH_SIZE = Histogram(
+    "opencaller_write_batch_size",
+    "Requests written together by one batched write (1: alone), by operation.",
+    ["operation"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 WRITE_BATCH_FAILURES = Counter(
     "opencaller_write_batch_failures_total",
     "Batched writes that failed as a whole and were written again one by one, by operation.",
