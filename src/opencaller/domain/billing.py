@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..storage.statements import first, rows
 from ..storage.tables import accounts, ledger, tariff_prices, tariffs
 from .money import to_units
 
@@ -143,14 +144,15 @@ TAKE = (
 )
 
 
-_RECORD = insert(ledger)  # built once: building a statement costs more than running it
+# Built once: building a statement costs more than running it.
+_RECORD = insert(ledger).values({c: bindparam(c) for c in LEDGER_COLUMNS})
 
 
 def take(conn: Connection, account_id: int, amount: int, *, now: float) -> int | None:
     """Take ``amount`` from the balance: the new balance, or None if it does not cover it.
     The caller records the ledger row (``record_charge``) in the same transaction."""
-    after = conn.execute(TAKE, {"account": account_id, "amount": amount, "now": now}).scalar()
-    return None if after is None else int(after)
+    taken = first(conn, TAKE, {"account": account_id, "amount": amount, "now": now})
+    return None if taken is None else int(taken["balance"])
 
 
 def record_charge(
@@ -174,7 +176,7 @@ def record_charge(
         "reason": charge_reason(channel, authorization_id),
         "created_at": now,
     }
-    conn.execute(_RECORD, entry)
+    rows(conn, _RECORD, entry)
 
 
 def charge_in(

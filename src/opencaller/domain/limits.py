@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
 from ..storage.locks import lock
+from ..storage.statements import rows
 from ..storage.tables import authorizations
 
 PER_MINUTE = 4
@@ -57,8 +58,8 @@ _SERVICE_HOUR = select(func.count(), func.min(a.created_at)).where(
 
 def check_number(conn: Connection, phone: str, now: float) -> None:
     params = {"phone": phone, "since_minute": now - MINUTE, "since_day": now - DAY}
-    row = conn.execute(_NUMBER_USAGE, params).one()
-    day_count, minute_count, oldest_day, oldest_minute, newest = row
+    row = rows(conn, _NUMBER_USAGE, params)[0]
+    day_count, minute_count, oldest_day, oldest_minute, newest = row.values()
     minute_count = int(minute_count or 0)
     if day_count >= PER_DAY:
         raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(oldest_day + DAY, now))
@@ -70,7 +71,7 @@ def check_number(conn: Connection, phone: str, now: float) -> None:
 
 def check_service_hourly(conn: Connection, service_id: int, limit: int, now: float) -> None:
     params = {"service_id": service_id, "since": now - HOUR}
-    n, oldest = conn.execute(_SERVICE_HOUR, params).one()
+    n, oldest = rows(conn, _SERVICE_HOUR, params)[0].values()
     if n >= limit:
         raise UcallerError(Code.HOURLY_LIMIT, retry_after=_wait(oldest + HOUR, now))
 

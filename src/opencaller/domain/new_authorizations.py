@@ -36,6 +36,7 @@ from ..errors import Code, UcallerError
 from ..storage.database import Database
 from ..storage.hot import Hot
 from ..storage.locks import lock
+from ..storage.statements import first, rows
 from ..storage.tables import accounts, authorizations, ledger
 from . import billing, limits
 from .batches import Batcher
@@ -137,7 +138,7 @@ def insert_row(conn: Connection, values: dict[str, Any]) -> Authorization | None
     does not cover the price."""
     cost = values["cost"]
     if cost <= 0:
-        return Authorization.from_row(conn.execute(INSERT.clause, values).one())
+        return Authorization.from_row(rows(conn, INSERT.clause, values)[0])
     if conn.dialect.name == "postgresql":
         # As compiled for asyncpg: run through SQLAlchemy, the parameters named like columns
         # of ``accounts`` would be added to the UPDATE in the statement's CTE.
@@ -148,7 +149,7 @@ def insert_row(conn: Connection, values: dict[str, Any]) -> Authorization | None
     if after is None:
         return None
     params = {**values, "balance_before": after + cost}
-    row = Authorization.from_row(conn.execute(_INSERT_PRICED, params).one())
+    row = Authorization.from_row(rows(conn, _INSERT_PRICED, params)[0])
     billing.record_charge(
         conn,
         row.account_id,
@@ -168,8 +169,7 @@ def write(conn: Connection, request: Request) -> Outcome:
     service_id, unique, now = values["service_id"], values["unique_key"], values["created_at"]
     if unique is not None:
         lock(conn, "unique", f"{service_id}:{unique}")
-        found = conn.execute(BY_UNIQUE.clause, {"service_id": service_id, "unique": unique})
-        row = found.first()
+        row = first(conn, BY_UNIQUE.clause, {"service_id": service_id, "unique": unique})
         if row is not None:
             return Created(Authorization.from_row(row), new=False)
     if request.counted:

@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
@@ -28,6 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 from .db import _sqlite_pragmas, make_url
 from .hot import Hot
+from .statements import rows
 
 T = TypeVar("T")
 _Work = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
@@ -100,11 +101,12 @@ class SqliteWriter:
                     future.set_exception(RuntimeError("the write was cancelled"))
 
     def _run_group(self, group: list[_Work]) -> list[tuple[bool, Any]]:
+        if len(group) == 1:  # alone: no savepoint needed
+            work, args, _ = group[0]
+            return [self._alone(work, args)]
         try:
             return self._in_one_transaction(group)
         except Exception as exc:
-            if len(group) == 1:
-                return [(False, exc)]
             # BEGIN or COMMIT failed, or the transaction was lost: nothing of it was kept.
             log.warning(
                 "shared SQLite transaction failed, writing one by one: %s: %s",
@@ -165,8 +167,7 @@ class SqliteWriter:
 
 def run_hot(conn: Connection, hot: Hot, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """A hot statement (storage/hot.py) as a whole transaction: its rows as mappings."""
-    rows = conn.execute(hot.clause, dict(params)).all()
-    return [cast(Mapping[str, Any], r._mapping) for r in rows]
+    return list(rows(conn, hot.clause, params))
 
 
 def _no_implicit_begin(dbapi_conn: Any, _rec: Any) -> None:
