@@ -39,11 +39,11 @@ def _wait(until: float, now: float) -> int:
 # Built once: on the hot path, building a statement costs more than running it.
 _since_minute = bindparam("since_minute", type_=Float)
 _NUMBER_USAGE = select(
-    func.count(),
-    func.sum(case((a.created_at > _since_minute, 1), else_=0)),
-    func.min(a.created_at),
-    func.min(case((a.created_at > _since_minute, a.created_at), else_=None)),
-    func.max(a.created_at),
+    func.count().label("day_count"),
+    func.sum(case((a.created_at > _since_minute, 1), else_=0)).label("minute_count"),
+    func.min(a.created_at).label("oldest_day"),
+    func.min(case((a.created_at > _since_minute, a.created_at), else_=None)).label("oldest_minute"),
+    func.max(a.created_at).label("newest"),
 ).where(
     a.phone == bindparam("phone"),
     a.direction == "out",
@@ -51,7 +51,7 @@ _NUMBER_USAGE = select(
 )
 
 
-_SERVICE_HOUR = select(func.count(), func.min(a.created_at)).where(
+_SERVICE_HOUR = select(func.count().label("n"), func.min(a.created_at).label("oldest")).where(
     a.service_id == bindparam("service_id"), a.created_at > bindparam("since", type_=Float)
 )
 
@@ -59,19 +59,20 @@ _SERVICE_HOUR = select(func.count(), func.min(a.created_at)).where(
 def check_number(conn: Connection, phone: str, now: float) -> None:
     params = {"phone": phone, "since_minute": now - MINUTE, "since_day": now - DAY}
     row = rows(conn, _NUMBER_USAGE, params)[0]
-    day_count, minute_count, oldest_day, oldest_minute, newest = row.values()
-    minute_count = int(minute_count or 0)
+    day_count, newest = row["day_count"], row["newest"]
+    minute_count = int(row["minute_count"] or 0)
     if day_count >= PER_DAY:
-        raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(oldest_day + DAY, now))
+        raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(row["oldest_day"] + DAY, now))
     if minute_count >= PER_MINUTE:
-        raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(oldest_minute + MINUTE, now))
+        raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(row["oldest_minute"] + MINUTE, now))
     if newest is not None and now - newest < MIN_GAP_S:
         raise UcallerError(Code.NUMBER_WAIT, retry_after=_wait(newest + MIN_GAP_S, now))
 
 
 def check_service_hourly(conn: Connection, service_id: int, limit: int, now: float) -> None:
     params = {"service_id": service_id, "since": now - HOUR}
-    n, oldest = rows(conn, _SERVICE_HOUR, params)[0].values()
+    row = rows(conn, _SERVICE_HOUR, params)[0]
+    n, oldest = row["n"], row["oldest"]
     if n >= limit:
         raise UcallerError(Code.HOURLY_LIMIT, retry_after=_wait(oldest + HOUR, now))
 
