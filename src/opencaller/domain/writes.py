@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -126,30 +127,14 @@ class Writes:
         unique = values["unique_key"]
         phone = None if is_test else values["phone"]
         token = self.token()
-        waited = 0.0
-        while True:
-            try:
-                verdict, score = await store.reserve(
-                    token,
-                    phone=phone,
-                    service_id=service.id,
-                    hourly=service.settings.hourly_limit or 0,
-                    unique=unique,
-                    now=now,
-                )
-            except RedisUnavailable:
-                store.missed()
-                return await self.counted(service, values, is_test=is_test, now=now)
-            if verdict != limits.DUPLICATE:
-                break
-            # Another request with the same key is being written: wait for its row.
-            if waited > DUPLICATE_WAIT_S:
-                raise UcallerError(Code.INTERNAL)
-            await asyncio.sleep(0.01)
-            waited += 0.01
-            found = await self.find_unique(service.id, unique)
-            if found is not None:
-                return found, False
+        try:
+            reserved = await self._reserve(store, token, service, phone, unique, now)
+        except RedisUnavailable:
+            store.missed()
+            return await self.counted(service, values, is_test=is_test, now=now)
+        if isinstance(reserved, Authorization):
+            return reserved, False  # another request with the key wrote it meanwhile
+        verdict, score = reserved
         if verdict == limits.UNKNOWN:
             return await self.counted(service, values, is_test=is_test, now=now)
         if verdict.startswith(limits.WARM_PREFIX):
@@ -173,10 +158,50 @@ class Writes:
             if not new:
                 await release()
             return counted, new
+        return await self._write_reserved(service, values, release)
+
+    async def _reserve(
+        self,
+        store: LimitStore,
+        token: str,
+        service: Service,
+        phone: str | None,
+        unique: str | None,
+        now: float,
+    ) -> tuple[str, float | None] | Authorization:
+        """The store's verdict; or, while another request holds a claim on the same
+        ``unique`` key, the row that request writes (waited for)."""
+        waited = 0.0
+        while True:
+            verdict, score = await store.reserve(
+                token,
+                phone=phone,
+                service_id=service.id,
+                hourly=service.settings.hourly_limit or 0,
+                unique=unique,
+                now=now,
+            )
+            if verdict != limits.DUPLICATE or unique is None:
+                return verdict, score
+            if waited > DUPLICATE_WAIT_S:
+                raise UcallerError(Code.INTERNAL)
+            await asyncio.sleep(0.01)
+            waited += 0.01
+            found = await self.find_unique(service.id, unique)
+            if found is not None:
+                return found
+
+    async def _write_reserved(
+        self,
+        service: Service,
+        values: dict[str, Any],
+        release: Callable[[], Awaitable[None]],
+    ) -> tuple[Authorization, bool]:
         try:
             outcome = await self.new.create(Request(values))
         except Exception as exc:
-            if not is_unique_violation(exc):
+            unique = values["unique_key"]
+            if unique is None or not is_unique_violation(exc):
                 raise
             await release()  # the same key won elsewhere after our claim expired
             found = await self.find_unique(service.id, unique)
