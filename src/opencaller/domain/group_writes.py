@@ -17,8 +17,9 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import column
+from sqlalchemy import String, column
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeEngine
 
 from ..storage.database import Database, Row
 from ..storage.tables import authorizations
@@ -28,9 +29,14 @@ from .records import NEW_COLUMNS
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
+def _array_type(t: TypeEngine[Any]) -> str:
+    # Strings as text[]: the columns' own lengths are checked by the INSERT anyway.
+    return "text" if isinstance(t, String) else t.compile(dialect=_PG)
+
+
 def _statement() -> str:
     """One array parameter per new column, unnested in arrival order (``ord``)."""
-    types = [authorizations.c[n].type.compile(dialect=_PG) for n in NEW_COLUMNS]
+    types = [_array_type(authorizations.c[n].type) for n in NEW_COLUMNS]
     arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
     names = ", ".join(NEW_COLUMNS)
     now = f"${len(NEW_COLUMNS) + 1}"
