@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import grimp
@@ -25,23 +24,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 CONTRACTS = tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]
-# Contracts whose last offenders are being removed on other branches of the same issue: they
-# must start passing when those land, and then this mark must go (strict: a pass fails).
-AFTER_MERGE = {
-    "domain-driver-free": "domain/writes.py still catches asyncpg's UniqueViolationError",
-}
-
-
-def _contract_params() -> Iterator[object]:
-    for contract in CONTRACTS:
-        cid = contract["id"]
-        marks = []
-        if cid in AFTER_MERGE:
-            marks.append(pytest.mark.xfail(reason=AFTER_MERGE[cid], strict=True))
-        yield pytest.param(cid, id=cid, marks=marks)
-
-
-@pytest.mark.parametrize("contract", list(_contract_params()))
+@pytest.mark.parametrize("contract", [c["id"] for c in CONTRACTS])
 def test_import_contract_is_kept(contract: str) -> None:
     run = subprocess.run(
         [str(LINT_IMPORTS), "--no-cache", "--contract", contract, str(PYPROJECT)],

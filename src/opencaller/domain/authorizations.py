@@ -5,8 +5,8 @@ phone → country → voice → provider → idempotency → hourly limit → pe
 A duplicate ``unique`` is answered before any limit, so retries of an accepted request never
 fail. Each write commits before any call is attempted.
 
-How a new row and its limits reach the database — counted under locks, or reserved in Redis
-first — is writes.py.
+How a new row and its limits reach the database — counted in its transaction, or reserved in
+Redis first — is writes.py; the row with its charge and ledger row, new_authorizations.py.
 """
 
 from __future__ import annotations
@@ -143,6 +143,30 @@ class Authorizations:
             raise UcallerError(Code.COUNTRY_FORBIDDEN)
         return is_test, country
 
+    def _channel(
+        self, service: Service, account: Account, country: str, kind: CallKind
+    ) -> CallKind:
+        """The channel the call goes out on (error 11 for voice where it is off), then the
+        account's own state (a phone to verify first)."""
+        voice_ok = service.settings.voice_enabled and country in self.policy.voice_countries
+        if kind is CallKind.VOICE and not voice_ok:
+            raise UcallerError(Code.VOICE_UNAVAILABLE)
+        if kind is CallKind.MIX and not voice_ok:
+            kind = CallKind.FLASH  # mix without a voice fallback is a flash call
+        if self.policy.require_verified_phone and not account.phone_verified:
+            raise UcallerError(Code.PHONE_NOT_VERIFIED)
+        return kind
+
+    def _provider_check(self, phone: str, code: str, kind: CallKind) -> None:
+        """The provider refuses a call it cannot place (no trunk for the number...)."""
+        if self.check_call is None:
+            return
+        reason = self.check_call(CallRequest(0, phone, code, kind))
+        if reason:
+            raise UcallerError(
+                Code.INIT_FAILED, f"Error while initializing the authorization: {reason}"
+            )
+
     async def init_call(
         self,
         service: Service,
@@ -156,31 +180,22 @@ class Authorizations:
     ) -> InitResult:
         now = self.clock.now()
         is_test, country = self._destination(service, phone)
-        voice_ok = service.settings.voice_enabled and country in self.policy.voice_countries
-        if kind is CallKind.VOICE and not voice_ok:
-            raise UcallerError(Code.VOICE_UNAVAILABLE)
-        if kind is CallKind.MIX and not voice_ok:
-            kind = CallKind.FLASH  # mix without a voice fallback is a flash call
-        if self.policy.require_verified_phone and not account.phone_verified:
-            raise UcallerError(Code.PHONE_NOT_VERIFIED)
+        kind = self._channel(service, account, country, kind)
         code = code or new_code()
         simulated = is_test or service.test_mode
-        if self.check_call is not None and not simulated:
-            reason = self.check_call(CallRequest(0, phone, code, kind))
-            if reason:
-                raise UcallerError(
-                    Code.INIT_FAILED, f"Error while initializing the authorization: {reason}"
-                )
-
+        if not simulated:
+            self._provider_check(phone, code, kind)
         if unique is not None:
             found = await self.writes.find_unique(service.id, unique)
             if found is not None:
                 return self._replay(found, phone, unique)
-        kind = await self.guard.admit(service, account, phone=phone, country=country, kind=kind, client=client, simulated=simulated)  # noqa: E501
-
-        price = 0
-        if not simulated:
-            price = await self._price(account.tariff_id, kind.value, country)
+        # Checks that refuse a new authorization but not a retry go here, before pricing:
+        # the fraud guard (domain/fraud) may refuse (error 64) or route the channel.
+        kind = await self.guard.admit(
+            service, account, phone=phone, country=country, kind=kind, client=client,
+            simulated=simulated,
+        )
+        price = 0 if simulated else await self._price(account.tariff_id, kind.value, country)
         values = self._values(
             service=service,
             phone=phone,
@@ -193,10 +208,8 @@ class Authorizations:
             cost=price,
             now=now,
         )
-        if self.writes.limit_store is None:
-            row, new = await self.writes.counted(service, values, is_test=is_test, now=now)
-        else:
-            row, new = await self.writes.reserved(service, values, is_test=is_test, now=now)
+        # The limits (hourly, then per number), the balance, and the write.
+        row, new = await self.writes.authorize(service, values, is_test=is_test, now=now)
         if not new and unique is not None:
             return self._replay(row, phone, unique)  # a racing request with the key won
         await self.guard.placed()  # the fraud guard counts the call it admitted
@@ -348,8 +361,6 @@ class Authorizations:
                 raise UcallerError(Code.VOICE_UNAVAILABLE)
             if key is not None:
                 await claim(self.db, conn, key, root.id, now)
-            # Last, so that nothing is recorded for a repeat refused for another reason.
-            await self.writes.check_repeat(conn, service, None if root.is_test else root.phone, now)
             values = self._values(
                 service=service,
                 phone=root.phone,
@@ -364,7 +375,10 @@ class Authorizations:
                 first_id=root.id,
                 repeat_index=len(chain) + 1,
             )
-            row = await self.writes.insert(conn, values)
+            # Its limits last, so that nothing is recorded for a repeat refused for another
+            # reason.
+            phone = None if root.is_test else root.phone
+            row = await self.writes.repeat(conn, service, values, phone, now)
             await conn.execute(REPEATED, {"root": root.id})
             if key is not None:
                 await keep(conn, key, {"ucaller_id": row.id})
@@ -440,10 +454,7 @@ class Authorizations:
             callback_url=callback_url,
             confirmation_number=number,
         )
-        async with self.db.write() as conn:
-            row = await self.writes.insert(conn, values)
-        if self.writes.limit_store is not None:
-            await self.writes.reserve_only(service, None, now)
+        row = await self.writes.inbound(service, values, now)
         await self._touch_service(service.id, now)
         return row
 

@@ -1,5 +1,8 @@
 """Tariffs, charges and refunds. Every balance change is one UPDATE plus one ledger row.
 
+A new authorization's charge is written with its row by domain/new_authorizations.py (on
+PostgreSQL in one statement); it takes ``TAKE``'s condition and ``charge_reason`` from here.
+
 The charge is ``UPDATE accounts SET balance = balance - :p WHERE id = :a AND balance >= :p``:
 the row lock of that UPDATE makes racing charges queue, and the condition makes the balance
 never go below zero, on SQLite and PostgreSQL alike.
@@ -9,9 +12,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, String, bindparam, insert, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Float,
+    String,
+    bindparam,
+    cast,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..storage.statements import first, rows
 from ..storage.tables import accounts, ledger, tariff_prices, tariffs
 from .money import to_units
 
@@ -97,21 +113,50 @@ async def set_price(
         )
 
 
-async def take(conn: AsyncConnection, account_id: int, amount: int, *, now: float) -> int | None:
+# A charge's ledger reason names its channel and authorization ("flash #42"); every write
+# path takes it from here, as Python (``charge_reason``) or as SQL (``charge_reason_sql``).
+_REASON_SEPARATOR = " #"
+
+
+def charge_reason(channel: str, authorization_id: int | None) -> str:
+    return f"{channel}{_REASON_SEPARATOR}{authorization_id}" if authorization_id else channel
+
+
+def charge_reason_sql(channel: ColumnElement[Any], authorization_id: ColumnElement[Any]) -> Any:
+    """``charge_reason`` computed by the database, for statements that learn the id as they
+    insert the row (``||`` on both engines)."""
+    return channel + literal(_REASON_SEPARATOR) + cast(authorization_id, String)
+
+
+# The balance taken only if it covers the amount: racing charges queue on the row's lock, and
+# the balance never goes below zero.
+TAKE = (
+    update(accounts)
+    .where(
+        accounts.c.id == bindparam("account", type_=BigInteger),
+        accounts.c.balance >= bindparam("amount", type_=BigInteger),
+    )
+    .values(
+        balance=accounts.c.balance - bindparam("amount", type_=BigInteger),
+        updated_at=bindparam("now", type_=Float),
+    )
+    .returning(accounts.c.balance)
+)
+
+
+# Built once: building a statement costs more than running it.
+_RECORD = insert(ledger).values({c: bindparam(c) for c in LEDGER_COLUMNS})
+
+
+def take(conn: Connection, account_id: int, amount: int, *, now: float) -> int | None:
     """Take ``amount`` from the balance: the new balance, or None if it does not cover it.
     The caller records the ledger row (``record_charge``) in the same transaction."""
-    result = await conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id, accounts.c.balance >= amount)
-        .values(balance=accounts.c.balance - amount, updated_at=now)
-        .returning(accounts.c.balance)
-    )
-    after = result.scalar()
-    return None if after is None else int(after)
+    taken = first(conn, TAKE, {"account": account_id, "amount": amount, "now": now})
+    return None if taken is None else int(taken["balance"])
 
 
-async def record_charge(
-    conn: AsyncConnection,
+def record_charge(
+    conn: Connection,
     account_id: int,
     amount: int,
     balance_after: int,
@@ -120,19 +165,43 @@ async def record_charge(
     authorization_id: int | None,
     channel: str,
 ) -> None:
-    await conn.execute(
-        insert(ledger).values(
-            account_id=account_id,
-            kind="charge",
-            amount=-amount,
-            balance_after=balance_after,
+    entry = {
+        "account_id": account_id,
+        "kind": "charge",
+        "amount": -amount,
+        "balance_after": balance_after,
+        "authorization_id": authorization_id,
+        "channel": channel,
+        "actor": "system",
+        "reason": charge_reason(channel, authorization_id),
+        "created_at": now,
+    }
+    rows(conn, _RECORD, entry)
+
+
+def charge_in(
+    conn: Connection,
+    account_id: int,
+    amount: int,
+    *,
+    now: float,
+    channel: str,
+    authorization_id: int | None = None,
+) -> int | None:
+    """Take ``amount`` and record the ledger row; the new balance, or None (and nothing
+    written) if it does not cover it."""
+    after = take(conn, account_id, amount, now=now)
+    if after is not None:
+        record_charge(
+            conn,
+            account_id,
+            amount,
+            after,
+            now=now,
             authorization_id=authorization_id,
             channel=channel,
-            actor="system",
-            reason=f"{channel} #{authorization_id}" if authorization_id else channel,
-            created_at=now,
         )
-    )
+    return after
 
 
 async def charge(
@@ -144,63 +213,10 @@ async def charge(
     channel: str,
     authorization_id: int | None = None,
 ) -> int | None:
-    """Take ``amount`` and record the ledger row; the new balance, or None if it does not
-    cover it. On PostgreSQL both happen in one statement, so the account row stays locked
-    for one round trip (plus the commit) rather than two."""
-    if conn.dialect.name != "postgresql":
-        after = await take(conn, account_id, amount, now=now)
-        if after is not None:
-            await record_charge(
-                conn,
-                account_id,
-                amount,
-                after,
-                now=now,
-                authorization_id=authorization_id,
-                channel=channel,
-            )
-        return after
-    reason = f"{channel} #{authorization_id}" if authorization_id else channel
-    params = {
-        "account": account_id,
-        "amount": amount,
-        "negative": -amount,
-        "now": now,
-        "authorization": authorization_id,
-        "channel": channel,
-        "reason": reason,
-    }
-    after = (await conn.execute(_CHARGE_PG, params)).scalar()
-    return None if after is None else int(after)
-
-
-def _charge_statement() -> Any:
-    """UPDATE the balance and INSERT the ledger row in one statement (PostgreSQL only)."""
-    amount = bindparam("amount", type_=BigInteger)
-    taken = (
-        update(accounts)
-        .where(
-            accounts.c.id == bindparam("account", type_=BigInteger), accounts.c.balance >= amount
-        )
-        .values(balance=accounts.c.balance - amount, updated_at=bindparam("now", type_=Float))
-        .returning(accounts.c.balance)
-        .cte("taken")
+    """``charge_in`` within an open async transaction."""
+    return await conn.run_sync(
+        charge_in, account_id, amount, now=now, channel=channel, authorization_id=authorization_id
     )
-    row = select(
-        bindparam("account", type_=BigInteger),
-        literal("charge"),
-        bindparam("negative", type_=BigInteger),
-        taken.c.balance,
-        bindparam("authorization", type_=BigInteger),
-        bindparam("channel", type_=String),
-        literal("system"),
-        bindparam("reason", type_=String),
-        bindparam("now", type_=Float),
-    ).select_from(taken)
-    return insert(ledger).from_select(LEDGER_COLUMNS, row).returning(ledger.c.balance_after)
-
-
-_CHARGE_PG = _charge_statement()
 
 
 async def balance_of(conn: AsyncConnection, account_id: int) -> int:

@@ -1,40 +1,55 @@
-"""New authorizations written many per statement (PostgreSQL, limits kept in Redis).
+"""PostgreSQL: new authorizations written many per statement (limits kept in Redis).
 
 Every paid initCall of an account updates that account's balance row, so concurrent initCalls
-of one customer queue on it, one statement and one commit each. Here the initCalls that arrive
-while a write is in flight are written together by the next one: one statement takes the
-account's total, inserts every authorization and its ledger row, and commits once — the way a
-database groups commits, applied to the row everyone waits for. Alone, a request is written
-by the one-row statement, exactly as before.
+of one customer would queue on it, one statement and one commit each. The requests that
+arrive while a write is in flight (domain/batches.py) are written here by one statement: it
+takes each account's total, inserts every authorization and its ledger row, and commits once.
 
 A batch never changes an answer: if an account's balance does not cover its whole share of
 the batch, that account's requests are written one by one, in arrival order, so exactly the
-ones the money covers go through; if the statement fails (a duplicate ``unique`` racing in
-from another node), every request of the batch is written on its own and meets its own error.
+ones the money covers go through. If the statement fails (a duplicate ``unique`` racing in
+from another node), domain/batches.py writes every request on its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from ..storage.database import Database, Row
-from .records import INSERT, INSERT_CHARGED
+from sqlalchemy import String, column
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeEngine
 
-# Only initCall rows (no repeat, no inbound): their constant columns are written in the SQL.
-_INSERT_MANY = """
+from ..storage.database import Database, Row
+from ..storage.tables import authorizations
+from . import billing
+from .records import NEW_COLUMNS
+
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _array_type(t: TypeEngine[Any]) -> str:
+    # Strings as text[]: the columns' own lengths are checked by the INSERT anyway.
+    return "text" if isinstance(t, String) else t.compile(dialect=_PG)
+
+
+def _statement() -> str:
+    """One array parameter per new column, unnested in arrival order (``ord``)."""
+    types = [_array_type(authorizations.c[n].type) for n in NEW_COLUMNS]
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+    names = ", ".join(NEW_COLUMNS)
+    now = f"${len(NEW_COLUMNS) + 1}"
+    reason = billing.charge_reason_sql(column("kind"), column("id")).compile(
+        dialect=_PG, compile_kwargs={"literal_binds": True}
+    )
+    return f"""
 WITH req AS (
-  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                       $6::text[], $7::text[], $8::text[], $9::bool[], $10::bigint[],
-                       $11::float8[])
-    WITH ORDINALITY AS r(service_id, account_id, phone, code, client, unique_key, kind,
-                         country_iso, is_test, cost, created_at, ord)
+  SELECT * FROM unnest({arrays}) WITH ORDINALITY AS r({names}, ord)
 ),
 due AS (SELECT account_id, sum(cost) AS total FROM req GROUP BY account_id),
 taken AS (
-  UPDATE accounts AS acc SET balance = acc.balance - due.total, updated_at = $12
+  UPDATE accounts AS acc SET balance = acc.balance - due.total, updated_at = {now}
   FROM due
   WHERE acc.id = due.account_id AND due.total > 0 AND acc.balance >= due.total
   RETURNING acc.id, acc.balance + due.total AS before
@@ -52,110 +67,48 @@ priced AS (
   WHERE due.total = 0 OR taken.id IS NOT NULL
 ),
 new AS (
-  INSERT INTO authorizations (service_id, account_id, direction, phone, code, client,
-                              unique_key, kind, country_iso, is_test, cost, refunded,
-                              created_at, repeat_index, repeat_count, call_status,
-                              dispatch_state, balance_before)
-  SELECT service_id, account_id, 'out', phone, code, client, unique_key, kind, country_iso,
-         is_test, cost, false, created_at, 0, 0, -1, 'queued', balance_before
-  FROM priced ORDER BY ord
+  INSERT INTO authorizations ({names}, balance_before)
+  SELECT {names}, balance_before FROM priced ORDER BY ord
   RETURNING *
 ),
 entry AS (
-  INSERT INTO ledger (account_id, kind, amount, balance_after, authorization_id, channel,
-                      actor, reason, created_at)
-  SELECT account_id, 'charge', -cost, balance_before - cost, id, kind, 'system',
-         kind || ' #' || id, created_at
+  INSERT INTO ledger ({", ".join(billing.LEDGER_COLUMNS)})
+  SELECT account_id, 'charge', -cost, balance_before - cost, id, kind, 'system', {reason},
+         created_at
   FROM new WHERE cost > 0
 )
 SELECT * FROM new
 """
 
-_ARRAYS = (
+
+_INSERT_MANY = _statement()
+
+# What tells two requests' rows apart (identical keys mean identical rows but for the id and
+# the balance before, which follow arrival order like the ids).
+_KEY = (
     "service_id",
     "account_id",
+    "direction",
     "phone",
     "code",
-    "client",
+    "created_at",
     "unique_key",
     "kind",
-    "country_iso",
-    "is_test",
-    "cost",
-    "created_at",
+    "first_id",
+    "confirmation_number",
 )
-# What tells two requests' rows apart (identical keys mean identical rows but for the id).
-_KEY = ("service_id", "account_id", "phone", "code", "created_at", "unique_key", "kind")
-
-Pending = tuple[dict[str, Any], "asyncio.Future[Row | None]"]
 
 
 def _key(values: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(values[k] for k in _KEY)
 
 
-class AuthorizationWriter:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._pending: list[Pending] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def write(self, values: dict[str, Any]) -> Row | None:
-        """The new row, or None (and nothing written) if the balance does not cover it.
-        Raises what the one-row statement raises (a unique violation)."""
-        future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((values, future))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        return await future
-
-    async def _run(self) -> None:
-        batch: list[Pending] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                if len(batch) == 1:
-                    await self._one_by_one(batch)
-                else:
-                    await self._together(batch)
-        finally:
-            self._task = None
-            for _, future in batch:  # only if this task was cancelled mid-batch
-                if not future.done():
-                    future.set_exception(RuntimeError("the write was cancelled"))
-
-    async def _together(self, batch: list[Pending]) -> None:
-        rows = [v for v, _ in batch]
-        columns = [[r[c] for r in rows] for c in _ARRAYS]
-        try:
-            written = await self.db.pg_fetch(_INSERT_MANY, *columns, rows[0]["created_at"])
-        except Exception:
-            await self._one_by_one(batch)
-            return
-        by_key: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
-        for row in written:
-            by_key[_key(row)].append(row)
-        left: list[Pending] = []
-        for values, future in batch:
-            found = by_key.get(_key(values))
-            if found:
-                _settle(future, found.pop())
-            else:
-                left.append((values, future))  # its account's share was not covered
-        await self._one_by_one(left)
-
-    async def _one_by_one(self, batch: list[Pending]) -> None:
-        for values, future in batch:
-            hot = INSERT_CHARGED if values["cost"] > 0 else INSERT
-            try:
-                row = await self.db.write_one(hot, values)
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
-                continue
-            _settle(future, row)
-
-
-def _settle(future: asyncio.Future[Row | None], row: Row | None) -> None:
-    if not future.done():
-        future.set_result(row)
+async def write_many(db: Database, batch: list[dict[str, Any]]) -> list[Row | None]:
+    """Each new row's values written, in order: its row, or None for the rows of an account
+    whose balance did not cover its share (the caller writes those one by one)."""
+    columns = [[values[c] for values in batch] for c in NEW_COLUMNS]
+    written = await db.pg_fetch(_INSERT_MANY, *columns, batch[0]["created_at"])
+    by_key: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
+    for row in sorted(written, key=lambda r: int(r["id"])):
+        by_key[_key(row)].append(row)
+    return [found.pop(0) if (found := by_key.get(_key(v))) else None for v in batch]

@@ -2,8 +2,8 @@
 
 Per number (every service of the installation counts): 4 calls in any 60 s, 30 in any 24 h
 (error 18), and 15 s between two authorizations (error 19). Per service: the hourly limit of
-its settings (error 50). The caller holds the matching lock (Database.lock) so the count and
-the insert that follows are one step.
+its settings (error 50). ``count`` takes the matching locks, held to the commit, so the count
+and the insert that follows are one step.
 
 With Redis configured the same rules are kept in Redis instead (``LimitStore``,
 storage/redis_limits.py): one atomic check-and-record per request, no lock in the database.
@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-from sqlalchemy import Float, bindparam, case, func, select
+from sqlalchemy import Connection, Float, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
+from ..storage.locks import lock
+from ..storage.statements import rows
 from ..storage.tables import authorizations
 
 PER_MINUTE = 4
@@ -37,11 +39,11 @@ def _wait(until: float, now: float) -> int:
 # Built once: on the hot path, building a statement costs more than running it.
 _since_minute = bindparam("since_minute", type_=Float)
 _NUMBER_USAGE = select(
-    func.count(),
-    func.sum(case((a.created_at > _since_minute, 1), else_=0)),
-    func.min(a.created_at),
-    func.min(case((a.created_at > _since_minute, a.created_at), else_=None)),
-    func.max(a.created_at),
+    func.count().label("day_count"),
+    func.sum(case((a.created_at > _since_minute, 1), else_=0)).label("minute_count"),
+    func.min(a.created_at).label("oldest_day"),
+    func.min(case((a.created_at > _since_minute, a.created_at), else_=None)).label("oldest_minute"),
+    func.max(a.created_at).label("newest"),
 ).where(
     a.phone == bindparam("phone"),
     a.direction == "out",
@@ -49,32 +51,45 @@ _NUMBER_USAGE = select(
 )
 
 
-async def check_number(conn: AsyncConnection, phone: str, now: float) -> None:
+_SERVICE_HOUR = select(func.count().label("n"), func.min(a.created_at).label("oldest")).where(
+    a.service_id == bindparam("service_id"), a.created_at > bindparam("since", type_=Float)
+)
+
+
+def check_number(conn: Connection, phone: str, now: float) -> None:
     params = {"phone": phone, "since_minute": now - MINUTE, "since_day": now - DAY}
-    row = (await conn.execute(_NUMBER_USAGE, params)).one()
-    day_count, minute_count, oldest_day, oldest_minute, newest = row
-    minute_count = int(minute_count or 0)
+    row = rows(conn, _NUMBER_USAGE, params)[0]
+    day_count, newest = row["day_count"], row["newest"]
+    minute_count = int(row["minute_count"] or 0)
     if day_count >= PER_DAY:
-        raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(oldest_day + DAY, now))
+        raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(row["oldest_day"] + DAY, now))
     if minute_count >= PER_MINUTE:
-        raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(oldest_minute + MINUTE, now))
+        raise UcallerError(Code.NUMBER_LIMIT, retry_after=_wait(row["oldest_minute"] + MINUTE, now))
     if newest is not None and now - newest < MIN_GAP_S:
         raise UcallerError(Code.NUMBER_WAIT, retry_after=_wait(newest + MIN_GAP_S, now))
 
 
-async def check_service_hourly(
-    conn: AsyncConnection, service_id: int, limit: int, now: float
-) -> None:
-    row = (
-        await conn.execute(
-            select(func.count(), func.min(a.created_at)).where(
-                a.service_id == service_id, a.created_at > now - HOUR
-            )
-        )
-    ).one()
-    count, oldest = row
-    if count >= limit:
+def check_service_hourly(conn: Connection, service_id: int, limit: int, now: float) -> None:
+    params = {"service_id": service_id, "since": now - HOUR}
+    row = rows(conn, _SERVICE_HOUR, params)[0]
+    n, oldest = row["n"], row["oldest"]
+    if n >= limit:
         raise UcallerError(Code.HOURLY_LIMIT, retry_after=_wait(oldest + HOUR, now))
+
+
+def count(
+    conn: Connection, service_id: int, hourly_limit: int, phone: str | None, now: float
+) -> None:
+    """The limits counted in the database, under their locks (held to the commit): the
+    service's hourly limit if ``hourly_limit``, the number's limits if ``phone``. Raises the
+    refusal. Synchronous SQLAlchemy: the same code runs in SQLite's writer thread and, through
+    ``run_sync``, in an async transaction."""
+    if hourly_limit:
+        lock(conn, "service", service_id)
+        check_service_hourly(conn, service_id, hourly_limit, now)
+    if phone is not None:
+        lock(conn, "phone", phone)
+        check_number(conn, phone, now)
 
 
 # -- limits kept outside the database (storage/redis_limits.py) ----------------------------

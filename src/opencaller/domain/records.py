@@ -1,4 +1,5 @@
-"""Authorization rows: the record type and the statements of the request path.
+"""Authorization rows: the record type and the statements of the request path that read them.
+New rows are written by domain/new_authorizations.py only.
 
 Every statement here is built once (building one per request costs more than running it) and
 most are ``Hot`` (storage/hot.py): on PostgreSQL they run on asyncpg directly.
@@ -10,12 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, String, bindparam, cast, func, insert, literal, select
+from sqlalchemy import BigInteger, String, bindparam, select
 from sqlalchemy import update as update_
 
 from ..storage.hot import Hot
-from ..storage.tables import accounts, authorizations, ledger
-from .billing import LEDGER_COLUMNS
+from ..storage.tables import authorizations
 
 a = authorizations.c
 
@@ -96,67 +96,6 @@ NEW_COLUMNS = (
     "confirmation_number",
 )
 
-
-def _new_values() -> dict[str, Any]:
-    return {name: bindparam(name, type_=authorizations.c[name].type) for name in NEW_COLUMNS}
-
-
-# getInfo's `balance` is the balance before this authorization was charged.
-INSERT = Hot(
-    insert(authorizations)
-    .values(
-        **_new_values(),
-        balance_before=select(accounts.c.balance)
-        .where(accounts.c.id == bindparam("account_id", type_=BigInteger))
-        .scalar_subquery(),
-    )
-    .returning(*authorizations.c)
-)
-
-
-def _insert_charged() -> Hot:
-    """PostgreSQL: take the price, write the authorization and its ledger row in one
-    statement, hence one implicit transaction and one round trip. No row comes back when the
-    balance does not cover the price; then nothing was written."""
-    cost = bindparam("cost", type_=BigInteger)
-    now = bindparam("created_at", type_=Float)
-    taken = (
-        update_(accounts)
-        .where(
-            accounts.c.id == bindparam("account_id", type_=BigInteger),
-            accounts.c.balance >= cost,
-        )
-        .values(balance=accounts.c.balance - cost, updated_at=now)
-        .returning(accounts.c.balance)
-        .cte("taken")
-    )
-    values = _new_values()
-    columns = list(values)
-    row = select(*values.values(), (taken.c.balance + cost).label("balance_before"))
-    new = (
-        insert(authorizations)
-        .from_select([*columns, "balance_before"], row.select_from(taken))
-        .returning(*authorizations.c)
-        .cte("new")
-    )
-    entry = insert(ledger).from_select(
-        LEDGER_COLUMNS,
-        select(
-            new.c.account_id,
-            literal("charge"),
-            -new.c.cost,
-            new.c.balance_before - new.c.cost,
-            new.c.id,
-            new.c.kind,
-            literal("system"),
-            func.concat(new.c.kind, literal(" #"), cast(new.c.id, String)),
-            new.c.created_at,
-        ).select_from(new),
-    )
-    return Hot(select(new).add_cte(entry.cte("entry")))
-
-
-INSERT_CHARGED = _insert_charged()
 
 REPEATED = (
     update_(authorizations)

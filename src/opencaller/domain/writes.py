@@ -1,13 +1,13 @@
-"""How a new authorization reaches the database, together with its limits.
+"""A new authorization's limits, checked and recorded with its write (new_authorizations.py).
 
 Two ways, the same answers (the test suite runs every rule both ways):
 
-- **counted**: one transaction checks the limits by counting rows under advisory locks (per
-  phone, service and ``unique`` key), then inserts and charges;
+- **counted**: the write's own transaction counts the limits (per phone, service and
+  ``unique`` key, under locks on PostgreSQL; SQLite has one writer at a time), then inserts
+  and charges;
 - **reserved** (Redis configured): one Lua script checks and records the limits
-  (storage/redis_limits.py), then the write needs no lock; on PostgreSQL it is one statement,
-  shared by the initCalls of the same moment (group_writes.py). A reservation is taken back
-  only when the write surely did not happen.
+  (storage/redis_limits.py), then the write counts nothing. A reservation is taken back only
+  when the write surely did not happen.
 
 Redis is optional at run time too: while it is down (storage/redis_breaker.py), or while
 its windows may miss authorizations written during an outage (``limits.WARM``), the limits
@@ -20,25 +20,20 @@ import asyncio
 import contextlib
 import itertools
 import uuid
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import Code, UcallerError
+from ..storage.conflicts import is_unique_violation
 from ..storage.database import Database
 from ..storage.redis_breaker import RedisUnavailable
-from ..storage.tables import authorizations
-from . import billing, limits
+from . import limits
 from .accounts import Service
-from .group_writes import AuthorizationWriter
 from .limits import LimitStore
-from .records import BY_UNIQUE, INSERT, Authorization
-
-a = authorizations.c
+from .new_authorizations import Created, NewAuthorizations, Outcome, Request
+from .records import BY_UNIQUE, Authorization
 
 # A duplicate ``unique`` waits this long at most for the request that holds its claim.
 DUPLICATE_WAIT_S = 15.0
@@ -50,8 +45,7 @@ class Writes:
         self._store = limit_store
         self._node = uuid.uuid4().hex[:12]  # reservation tokens are unique across nodes
         self._seq = itertools.count()
-        # PostgreSQL: concurrent initCalls are written many per statement (group_writes.py).
-        self._group = None if db.sqlite else AuthorizationWriter(db)
+        self.new = NewAuthorizations(db)
 
     @property
     def limit_store(self) -> LimitStore | None:
@@ -77,13 +71,8 @@ class Writes:
         hourly: bool = True,
     ) -> None:
         """The limits counted in the database, under their locks (held to the commit)."""
-        limit = service.settings.hourly_limit
-        if hourly and limit:
-            await self.db.lock(conn, "service", service.id)
-            await limits.check_service_hourly(conn, service.id, limit, now)
-        if phone is not None:
-            await self.db.lock(conn, "phone", phone)
-            await limits.check_number(conn, phone, now)
+        limit = (service.settings.hourly_limit or 0) if hourly else 0
+        await conn.run_sync(limits.count, service.id, limit, phone, now)
 
     async def _refuse_warm(
         self,
@@ -107,20 +96,26 @@ class Writes:
         refused = limits.refusal(verdict.removeprefix(limits.WARM_PREFIX), score, now)
         return refused or UcallerError(Code.INTERNAL)
 
+    async def authorize(
+        self, service: Service, values: dict[str, Any], *, is_test: bool, now: float
+    ) -> tuple[Authorization, bool]:
+        """initCall's write with its limits: the row, and whether it is new (else another
+        request wrote the same ``unique``)."""
+        if self.limit_store is None:
+            return await self.counted(service, values, is_test=is_test, now=now)
+        return await self.reserved(service, values, is_test=is_test, now=now)
+
     async def counted(
         self, service: Service, values: dict[str, Any], *, is_test: bool, now: float
     ) -> tuple[Authorization, bool]:
-        """The limits counted in the database: check and insert under locks, one transaction.
-        The row, and whether it is new (else another request wrote the same ``unique``)."""
-        phone, unique = values["phone"], values["unique_key"]
-        async with self.db.write() as conn:
-            if unique is not None:
-                await self.db.lock(conn, "unique", f"{service.id}:{unique}")
-                row = (await conn.execute(BY_UNIQUE.clause, _unique(service.id, unique))).first()
-                if row is not None:
-                    return Authorization.from_row(row), False
-            await self._check(conn, service, None if is_test else phone, now)
-            return await self.insert(conn, values), True
+        """The limits counted in the database, in the write's transaction."""
+        request = Request(
+            values,
+            counted=True,
+            hourly_limit=service.settings.hourly_limit or 0,
+            phone=None if is_test else values["phone"],
+        )
+        return _answer(await self.new.create(request))
 
     async def reserved(
         self, service: Service, values: dict[str, Any], *, is_test: bool, now: float
@@ -132,30 +127,14 @@ class Writes:
         unique = values["unique_key"]
         phone = None if is_test else values["phone"]
         token = self.token()
-        waited = 0.0
-        while True:
-            try:
-                verdict, score = await store.reserve(
-                    token,
-                    phone=phone,
-                    service_id=service.id,
-                    hourly=service.settings.hourly_limit or 0,
-                    unique=unique,
-                    now=now,
-                )
-            except RedisUnavailable:
-                store.missed()
-                return await self.counted(service, values, is_test=is_test, now=now)
-            if verdict != limits.DUPLICATE:
-                break
-            # Another request with the same key is being written: wait for its row.
-            if waited > DUPLICATE_WAIT_S:
-                raise UcallerError(Code.INTERNAL)
-            await asyncio.sleep(0.01)
-            waited += 0.01
-            found = await self.find_unique(service.id, unique)
-            if found is not None:
-                return found, False
+        try:
+            reserved = await self._reserve(store, token, service, phone, unique, now)
+        except RedisUnavailable:
+            store.missed()
+            return await self.counted(service, values, is_test=is_test, now=now)
+        if isinstance(reserved, Authorization):
+            return reserved, False  # another request with the key wrote it meanwhile
+        verdict, score = reserved
         if verdict == limits.UNKNOWN:
             return await self.counted(service, values, is_test=is_test, now=now)
         if verdict.startswith(limits.WARM_PREFIX):
@@ -179,56 +158,80 @@ class Writes:
             if not new:
                 await release()
             return counted, new
+        return await self._write_reserved(service, values, release)
+
+    async def _reserve(
+        self,
+        store: LimitStore,
+        token: str,
+        service: Service,
+        phone: str | None,
+        unique: str | None,
+        now: float,
+    ) -> tuple[str, float | None] | Authorization:
+        """The store's verdict; or, while another request holds a claim on the same
+        ``unique`` key, the row that request writes (waited for)."""
+        waited = 0.0
+        while True:
+            verdict, score = await store.reserve(
+                token,
+                phone=phone,
+                service_id=service.id,
+                hourly=service.settings.hourly_limit or 0,
+                unique=unique,
+                now=now,
+            )
+            if verdict != limits.DUPLICATE or unique is None:
+                return verdict, score
+            if waited > DUPLICATE_WAIT_S:
+                raise UcallerError(Code.INTERNAL)
+            await asyncio.sleep(0.01)
+            waited += 0.01
+            found = await self.find_unique(service.id, unique)
+            if found is not None:
+                return found
+
+    async def _write_reserved(
+        self,
+        service: Service,
+        values: dict[str, Any],
+        release: Callable[[], Awaitable[None]],
+    ) -> tuple[Authorization, bool]:
         try:
-            row = await self._once(values)
-        except (IntegrityError, asyncpg.UniqueViolationError):
+            outcome = await self.new.create(Request(values))
+        except Exception as exc:
+            unique = values["unique_key"]
+            if unique is None or not is_unique_violation(exc):
+                raise
             await release()  # the same key won elsewhere after our claim expired
             found = await self.find_unique(service.id, unique)
             if found is None:
                 raise
             return found, False
-        if row is None:
+        if not isinstance(outcome, Created) or not outcome.new:
             await release()
-            raise UcallerError(Code.LOW_BALANCE)
-        return row, True
+        return _answer(outcome)
 
-    async def _once(self, values: dict[str, Any]) -> Authorization | None:
-        """Insert and charge with no lock; None (and nothing written) if the balance does not
-        cover the price."""
-        if self._group is not None:
-            row = await self._group.write(values)
-            return None if row is None else Authorization.from_row(row)
-        try:
-            async with self.db.write() as conn:
-                return await self.insert(conn, values)
-        except UcallerError as err:
-            if err.code == Code.LOW_BALANCE:
-                return None
-            raise
+    async def inbound(self, service: Service, values: dict[str, Any], now: float) -> Authorization:
+        """An inbound verification: it does not face the hourly limit but counts towards it."""
+        row, _ = _answer(await self.new.create(Request(values)))
+        if self.limit_store is not None:
+            await self.reserve_only(service, None, now)
+        return row
 
-    async def insert(self, conn: AsyncConnection, values: dict[str, Any]) -> Authorization:
-        """The row first, the money last: the account's balance row is locked from the charge
-        to the commit, so that stretch is kept to one statement. Raises LOW_BALANCE."""
-        row = Authorization.from_row((await conn.execute(INSERT.clause, values)).one())
-        if row.cost > 0:
-            after = await billing.charge(
-                conn,
-                row.account_id,
-                row.cost,
-                now=row.created_at,
-                channel=row.kind,
-                authorization_id=row.id,
-            )
-            if after is None:
-                raise UcallerError(Code.LOW_BALANCE)
-            if row.balance_before != after + row.cost:
-                # Another charge of the account committed between our insert and our charge:
-                # getInfo's balance is the one right before this charge.
-                exact = after + row.cost
-                await conn.execute(
-                    update(authorizations).where(a.id == row.id).values(balance_before=exact)
-                )
-                row = replace(row, balance_before=exact)
+    async def repeat(
+        self,
+        conn: AsyncConnection,
+        service: Service,
+        values: dict[str, Any],
+        phone: str | None,
+        now: float,
+    ) -> Authorization:
+        """A free repeat, in the transaction ``conn`` that checked its chain: its limits
+        (the number's, if ``phone``; it counts towards the hourly limit but does not face
+        it), then its row."""
+        await self.check_repeat(conn, service, phone, now)
+        row, _ = _answer(await self.new.create_in(conn, Request(values)))
         return row
 
     async def find_unique(self, service_id: int, unique: str) -> Authorization | None:
@@ -292,6 +295,12 @@ class Writes:
                     await store.release(token, phone=phone, service_id=service.id, unique=None)
                 raise
         return True
+
+
+def _answer(outcome: Outcome) -> tuple[Authorization, bool]:
+    if isinstance(outcome, UcallerError):
+        raise outcome
+    return outcome.row, outcome.new
 
 
 def _unique(service_id: int, unique: str) -> dict[str, Any]:

@@ -265,3 +265,11 @@ def count_verified(auth: Verification) -> None:
     """The chain's original, as verified (by verifyCode or its inbound call)."""
     if not auth.is_test:
         VERIFIED.labels(*_labels(auth)).inc()
+
+
+WRITE_BATCH_SIZE = Histogram(
+    "opencaller_write_batch_size",
+    "Requests written together by one batched write (1: alone), by operation.",
+    ["operation"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)

@@ -16,7 +16,6 @@ acquire timeout.
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -27,7 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .db import DbTimeouts, create_engine, is_sqlite
 from .hot import Hot
+from .locks import lock_key
 from .outage import is_unavailable
+from .sqlite_writer import SqliteWriter, run_hot
 
 Row = Mapping[str, Any]
 
@@ -62,6 +63,7 @@ class Database:
         else:
             self.writer = self.reader
             self._snapshot_free = self.reader.execution_options(isolation_level="AUTOCOMMIT")
+        self._sqlite_writer: SqliteWriter | None = None
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -71,6 +73,14 @@ class Database:
             return
         async with self._write_lock, self.writer.begin() as conn:
             yield conn
+
+    def sqlite_writer(self) -> SqliteWriter:
+        """SQLite: write transactions that run in one thread hop (storage/sqlite_writer.py),
+        taking their turn with ``write()``."""
+        assert self._write_lock is not None, "SQLite only"
+        if self._sqlite_writer is None:
+            self._sqlite_writer = SqliteWriter(self.url, self._write_lock)
+        return self._sqlite_writer
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -124,8 +134,9 @@ class Database:
     async def _hot(self, hot: Hot, params: Mapping[str, Any], *, write: bool) -> list[Row]:
         if not self.sqlite:
             return await self.pg_fetch(hot.sql, *hot.args(params))
-        connect = self.write() if write else self.read()
-        async with connect as conn:
+        if write:  # one thread hop for the whole transaction (storage/sqlite_writer.py)
+            return await self.sqlite_writer().transaction(run_hot, hot, params)
+        async with self.read() as conn:
             rows = (await conn.execute(hot.clause, dict(params))).all()
         return [cast(Row, r._mapping) for r in rows]
 
@@ -133,8 +144,7 @@ class Database:
         """Serialise transactions that touch the same (kind, key) until commit or rollback."""
         if self.sqlite:
             return  # BEGIN IMMEDIATE already holds the only write lock
-        k = zlib.crc32(f"{kind}:{key}".encode())
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": k})
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(kind, key)})
 
     async def ping(self) -> bool:
         try:
@@ -145,6 +155,8 @@ class Database:
             return False
 
     async def close(self) -> None:
+        if self._sqlite_writer is not None:
+            await self._sqlite_writer.close()
         await self.reader.dispose()
         if self.sqlite:
             await self._snapshot_free.dispose()
