@@ -236,8 +236,13 @@ def test_sigkill_of_a_worker_mid_call(fresh_db: str, tmp_path: Path) -> None:
         called = Counter(int(x["ucaller_id"]) for x in c.calls())
         assert max(called.values()) == 1  # nobody was called twice
         assert killed_calls and killed_calls <= set(ids)
+        # Rows the victim had claimed but not yet dialled when it died: ended, never rung.
+        owners = {i: (r.lease_owner or "").split(":") for i, r in rows.items()}
+        claimed = {i for i, parts in owners.items() if parts[1:2] == [str(victim_pid)]}
         for i in ids:
             if i in killed_calls:
                 assert rows[i].outcome == "interrupted" and rows[i].call_status == 0
+            elif i in claimed:
+                assert called[i] == 0 and rows[i].outcome == "interrupted", rows[i]
             else:
                 assert called[i] == 1 and rows[i].outcome == "delivered", rows[i]

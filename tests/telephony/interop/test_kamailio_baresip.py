@@ -21,7 +21,7 @@ import pytest
 
 from opencaller.config import Settings
 from opencaller.domain.clock import Clock
-from opencaller.telephony.audio import build_prompt, ulaw2lin
+from opencaller.telephony.audio import build_prompt
 
 from ...support import Api, make_api
 from ..dnsmasq import DNSMASQ, Dnsmasq
@@ -56,6 +56,13 @@ ALSO_RINGS = "79161234569"  # a second ringing line (the same number twice is re
 SECURE = "79161234560"  # answers at once, and only with SRTP (SDES)
 HANGS_UP = "79161234561"  # a phone of its own that answers and hangs up after 2 s
 TRUNK_USER, TRUNK_PASSWORD = "opencaller", "trunk-secret"
+
+
+def ulaw2lin(data: bytes) -> np.ndarray:
+    """G.711 mu-law bytes to 16-bit samples (the prompt as the phone should hear it)."""
+    u = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
+    t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
+    return np.where(u & 0x80, 0x84 - t, t - 0x84).astype(np.int16)
 
 
 class Sbc:
