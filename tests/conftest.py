@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from opencaller.config import Settings, SimulatorSettings
+from opencaller.config import FraudSettings, Settings, SimulatorSettings
 from opencaller.domain.clock import FakeClock
 
 from .support import Api, make_api, pg_database, reset_database
@@ -59,6 +59,10 @@ def settings(db_url: str, redis_prefix: str) -> Settings:
         auth_cache_s=0,
         poll_interval_s=0.05,
         simulator=SimulatorSettings(delay_s=0.05),
+        # The rules' bursts dial runs of consecutive numbers that nobody verifies: what the
+        # fraud guard exists to refuse. It is on in tests/test_fraud.py (and in the servers
+        # the suite starts as processes); here the rules are tested on their own.
+        fraud=FraudSettings(enabled=False),
     )
 
 
